@@ -1,0 +1,63 @@
+"""The one small interface every inference backend implements.
+
+A backend loads one exported artifact (checked against its manifest) and runs a batch of
+preprocessed float32 inputs, returning float32 outputs in the manifest's output order.
+Quantized I/O (int8 TFLite) is converted inside the backend, so pipelines never care which
+artifact they were given.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+
+from ..manifest import Manifest
+
+
+class Backend(ABC):
+    key: ClassVar[str]
+    formats: ClassVar[tuple[str, ...]]
+
+    def __init__(self, manifest: Manifest, threads: int = 1):
+        self.manifest = manifest
+        self.threads = max(1, int(threads))
+        self.input_shape: tuple[int, ...] = tuple(manifest.inputs[0].shape)
+
+    @property
+    def static_batch(self) -> int | None:
+        first = self.input_shape[0]
+        return first if isinstance(first, int) and first > 0 else None
+
+    @abstractmethod
+    def _invoke(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run one batch the model accepts as is; return float32 outputs in manifest order."""
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run any number of samples, splitting into the model's static batch when it has one."""
+        batch = np.asarray(batch, dtype=np.float32)
+        expected = self.input_shape[1:]
+        if tuple(batch.shape[1:]) != tuple(expected):
+            raise ValueError(
+                f"{self.manifest.model_id}: input shape {tuple(batch.shape[1:])} does not match the "
+                f"model's {tuple(expected)}"
+            )
+        step = self.static_batch
+        if step is None or batch.shape[0] == step:
+            return self._invoke(batch)
+        parts = [self._invoke(batch[i:i + step]) for i in range(0, batch.shape[0], step)]
+        return [np.concatenate([part[k] for part in parts]) for k in range(len(parts[0]))]
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """The first output, which for classifiers is the probability vector per sample."""
+        return self.run(batch)[0]
+
+
+def quantize(values: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray:
+    info = np.iinfo(dtype)
+    return np.clip(np.round(values / scale) + zero_point, info.min, info.max).astype(dtype)
+
+
+def dequantize(values: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)

@@ -1,0 +1,1 @@
+"""Face modality: BlazeFace detection, crops, tracking and expression classification."""
