@@ -1,0 +1,353 @@
+"""Camera frames from OpenCV: a device, a video file, a network stream or a GStreamer pipeline.
+
+A background thread grabs continuously and keeps only the newest frame, so inference always
+works on the present and never on a backlog. Frames are RGB (OpenCV decodes BGR; we convert
+once here so every consumer can assume RGB). A live input that drops is reopened with
+exponential backoff; the thread never dies on a bad frame or a vanished device.
+
+Jetson CSI cameras (nvarguscamerasrc) and Raspberry Pi cameras (libcamerasrc) are reached with
+a GStreamer pipeline string ending in `appsink`, which needs an OpenCV built with GStreamer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..errors import EdgeError
+from .base import ENDED, RECONNECTING, RUNNING, STARTING, STOPPED, NewestSlot, Source
+
+log = logging.getLogger(__name__)
+
+ON_END = ("loop", "stop")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+@dataclass
+class CameraConfig:
+    # "0" (device index), "/dev/video0", a video file, an rtsp:// or http:// URL, or a GStreamer
+    # pipeline (any string containing "!", e.g. "nvarguscamerasrc ! ... ! appsink")
+    source: str = "0"
+    # requested capture width in pixels; 0 keeps the device default (files are never resized)
+    width: int = 0
+    # requested capture height in pixels; 0 keeps the device default
+    height: int = 0
+    # requested capture rate for live devices; 0 keeps the default. For a file it is the playback
+    # rate only when the file does not report its own
+    fps: float = 0.0
+    # what a video file does at its end: "loop" plays it again, "stop" ends the source (state "ended")
+    on_end: str = "loop"
+    # pace file playback at the file's fps (demo videos play in real time); false reads as fast as
+    # possible (benchmarks)
+    realtime: bool = True
+    # first wait before reopening a lost or unopenable input, in seconds; doubles on each failure
+    reconnect_initial_s: float = 0.5
+    # upper bound of the reconnect wait, in seconds
+    reconnect_max_s: float = 10.0
+    # how long opening a network stream may block before it counts as failed, in seconds
+    open_timeout_s: float = 10.0
+    # how long a network stream read may stall before it counts as lost, in seconds
+    read_timeout_s: float = 5.0
+    # a live device or stream that cannot be opened at start is retried in the background;
+    # false makes that a startup error instead (files always fail fast)
+    wait_for_device: bool = True
+
+    def validate(self) -> None:
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise EdgeError("camera.source is empty: set it to a device index like \"0\", a /dev/video* path, "
+                            "a video file, a stream URL or a GStreamer pipeline")
+        for key in ("width", "height"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise EdgeError(f"camera.{key} must be a whole number of pixels >= 0 (0 = device default), "
+                                f"not {value!r}")
+        if not _is_number(self.fps) or self.fps < 0:
+            raise EdgeError(f"camera.fps must be a number >= 0 (0 = device default), not {self.fps!r}")
+        if self.on_end not in ON_END:
+            raise EdgeError(f"camera.on_end must be one of {', '.join(ON_END)}, not {self.on_end!r}")
+        for key in ("reconnect_initial_s", "reconnect_max_s", "open_timeout_s", "read_timeout_s"):
+            value = getattr(self, key)
+            if not _is_number(value) or value <= 0:
+                raise EdgeError(f"camera.{key} must be a number of seconds > 0, not {value!r}")
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise EdgeError(f"camera.reconnect_max_s ({self.reconnect_max_s}) must be >= "
+                            f"camera.reconnect_initial_s ({self.reconnect_initial_s})")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One captured frame."""
+
+    image: np.ndarray  # H x W x 3 uint8 in RGB order
+    timestamp: float  # time.time() when the frame was grabbed (the event's capture time)
+    index: int  # 0-based count of frames grabbed since start(); a gap between reads means drops
+
+
+def source_kind(source: str) -> str:
+    """How a `camera.source` string is opened: "pipeline", "index", "url", "device" or "file"."""
+    text = source.strip()
+    if "!" in text:
+        return "pipeline"
+    if text.isdigit():
+        return "index"
+    if _URL.match(text):
+        return "url"
+    if text.startswith("/dev/"):
+        return "device"
+    return "file"
+
+
+class _Pacer:
+    """Sleeps so file frames come out at the file's own rate."""
+
+    def __init__(self, fps: float, halt: threading.Event):
+        self.interval = 1.0 / fps
+        self.halt = halt
+        self.origin = time.monotonic()
+        self.count = 0
+
+    def wait(self) -> None:
+        due = self.origin + self.count * self.interval
+        delay = due - time.monotonic()
+        if delay > 0:
+            self.halt.wait(delay)
+        elif delay < -1.0:
+            # Far behind (a stalled disk, a suspended process): restart the schedule from now.
+            self.origin, self.count = time.monotonic(), 0
+        self.count += 1
+
+
+class CameraSource(Source[Frame]):
+    """Newest-frame capture from any OpenCV input, with reconnects and file looping."""
+
+    def __init__(self, config: CameraConfig | None = None):
+        self.config = config or CameraConfig()
+        self.config.validate()
+        self.kind = source_kind(self.config.source)
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._slot: NewestSlot[Frame] = NewestSlot()
+        self._slot.close()
+        self._reset_counters()
+        self._state = STOPPED
+
+    @property
+    def live(self) -> bool:
+        return self.kind != "file"
+
+    def _reset_counters(self) -> None:
+        self._reconnects = 0
+        self._recoveries = 0
+        self._loops = 0
+        self._last_error: str | None = None
+        self._capture_fps = 0.0
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        cfg = self.config
+        if self.kind == "pipeline" and not cv2.videoio_registry.hasBackend(cv2.CAP_GSTREAMER):
+            raise EdgeError("camera.source is a GStreamer pipeline but this OpenCV build has no GStreamer "
+                            "support: install the distribution's OpenCV (python3-opencv) or an OpenCV built "
+                            "with GStreamer, or use a device index / /dev/video* path instead")
+        capture = None
+        if self.kind == "file":
+            path = os.path.expanduser(cfg.source)
+            if not os.path.isfile(path):
+                raise EdgeError(f"camera.source: no video file at {cfg.source!r}; check the path "
+                                f"(or use \"0\" or /dev/video0 for a camera)")
+            capture = self._open()
+            if capture is None:
+                raise EdgeError(f"camera.source: OpenCV cannot decode {cfg.source!r}; convert it to a common "
+                                f"format (MJPG/H.264 in .avi/.mp4)")
+        elif not cfg.wait_for_device:
+            capture = self._open()
+            if capture is None:
+                raise EdgeError(f"camera.source: cannot open {cfg.source!r} ({self.kind}); check that the device "
+                                f"exists and is not in use, or set camera.wait_for_device = true to keep retrying")
+        self._halt.clear()
+        self._slot = NewestSlot()
+        self._reset_counters()
+        self._state = STARTING
+        self._thread = threading.Thread(target=self._run, args=(capture,), name=f"camera:{cfg.source}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self._slot.close()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout=self.config.open_timeout_s + 2.0)
+            if thread.is_alive():
+                log.warning("camera %s: capture thread still blocked in OpenCV after stop()", self.config.source)
+        self._thread = None
+        self._state = STOPPED
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        return self._slot.take(timeout)
+
+    def stats(self) -> dict[str, Any]:
+        slot = self._slot
+        return {
+            "source": self.config.source,
+            "kind": self.kind,
+            "state": self._state,
+            "captured": slot.put_count,
+            "read": slot.taken,
+            "dropped": slot.dropped,
+            "reconnects": self._reconnects,
+            "recoveries": self._recoveries,
+            "loops": self._loops,
+            "capture_fps": round(self._capture_fps, 2),
+            "last_error": self._last_error,
+        }
+
+    def _open(self):
+        """An opened cv2.VideoCapture, or None (with the reason in last_error)."""
+        cfg = self.config
+        text = cfg.source.strip()
+        capture = None
+        try:
+            if self.kind == "index":
+                capture = cv2.VideoCapture(int(text))
+            elif self.kind == "pipeline":
+                capture = cv2.VideoCapture(text, cv2.CAP_GSTREAMER)
+            elif self.kind == "url":
+                capture = cv2.VideoCapture(text, cv2.CAP_FFMPEG, [
+                    cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(cfg.open_timeout_s * 1000),
+                    cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(cfg.read_timeout_s * 1000),
+                ])
+            elif self.kind == "file" and not os.path.isfile(os.path.expanduser(text)):
+                self._last_error = f"no file at {text}"
+                return None
+            else:
+                capture = cv2.VideoCapture(os.path.expanduser(text))
+            if not capture.isOpened():
+                capture.release()
+                self._last_error = f"cannot open {text}"
+                return None
+            if self.live:
+                self._apply_settings(capture)
+            return capture
+        except (cv2.error, OSError, ValueError) as exc:
+            if capture is not None:
+                capture.release()
+            self._last_error = f"cannot open {text}: {exc}"
+            return None
+
+    def _apply_settings(self, capture) -> None:
+        cfg = self.config
+        for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, cfg.width), (cv2.CAP_PROP_FRAME_HEIGHT, cfg.height),
+                            (cv2.CAP_PROP_FPS, cfg.fps)):
+            if value:
+                capture.set(prop, float(value))
+        log.info("camera %s opened: %dx%d at %.1f fps", cfg.source, int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                 int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), capture.get(cv2.CAP_PROP_FPS))
+
+    def _pacer(self, capture) -> _Pacer | None:
+        if self.live or not self.config.realtime:
+            return None
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        if not (0 < fps < 1000):
+            fps = self.config.fps or 30.0
+        return _Pacer(fps, self._halt)
+
+    def _run(self, capture) -> None:
+        cfg = self.config
+        backoff = cfg.reconnect_initial_s
+        failed = False  # the last open or read failed: the next open waits and counts as a reconnect
+        frames_since_open = 0
+        pacer = self._pacer(capture) if capture is not None else None
+        index = 0
+        last_stamp = None
+        try:
+            while not self._halt.is_set():
+                try:
+                    if capture is None:
+                        if failed:
+                            self._reconnects += 1
+                            self._state = RECONNECTING
+                            log.debug("camera %s: retry %d in %.1fs", cfg.source, self._reconnects, backoff)
+                            if self._halt.wait(backoff):
+                                break
+                            backoff = min(backoff * 2.0, cfg.reconnect_max_s)
+                        capture = self._open()
+                        if capture is None:
+                            if not failed:
+                                log.warning("camera %s unavailable (%s); retrying with backoff up to %gs",
+                                            cfg.source, self._last_error, cfg.reconnect_max_s)
+                            failed = True
+                            continue
+                        frames_since_open = 0
+                        pacer = self._pacer(capture)
+                        last_stamp = None
+                    if pacer is not None:
+                        pacer.wait()
+                        if self._halt.is_set():
+                            break
+                    ok, image = capture.read()
+                    if ok and image is not None and image.size:
+                        stamp = time.time()
+                        self._slot.put(Frame(_to_rgb(image), stamp, index))
+                        index += 1
+                        frames_since_open += 1
+                        if last_stamp is not None and stamp > last_stamp:
+                            rate = 1.0 / (stamp - last_stamp)
+                            previous = self._capture_fps or rate
+                            self._capture_fps = 0.9 * previous + 0.1 * rate
+                        last_stamp = stamp
+                        if failed:
+                            self._recoveries += 1
+                            log.info("camera %s recovered after %d reconnect attempts", cfg.source,
+                                     self._reconnects)
+                            failed = False
+                        backoff = cfg.reconnect_initial_s
+                        self._state = RUNNING
+                        continue
+                    capture.release()
+                    capture = None
+                    if self.kind == "file" and frames_since_open > 0:
+                        if cfg.on_end == "stop":
+                            log.info("camera %s: end of file after %d frames", cfg.source, index)
+                            self._state = ENDED
+                            self._slot.close()
+                            return
+                        self._loops += 1
+                        continue
+                    if not failed:
+                        self._last_error = ("stream stopped delivering frames" if frames_since_open
+                                            else "opened but delivered no frame")
+                        log.warning("camera %s lost (%s); reconnecting", cfg.source, self._last_error)
+                    failed = True
+                except Exception as exc:  # noqa: BLE001 - a bad frame or driver fault must not end capture
+                    log.exception("camera %s: capture failed; reopening", cfg.source)
+                    self._last_error = f"capture failed: {exc}"
+                    if capture is not None:
+                        capture.release()
+                        capture = None
+                    failed = True
+        finally:
+            if capture is not None:
+                capture.release()
+
+
+def _to_rgb(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
