@@ -1,0 +1,151 @@
+"""Prediction smoothing shared by face, voice and EEG: steady labels from noisy per-frame scores.
+
+Per stream (a face track, a microphone, a headband) an exponential moving average of the
+probability vectors, then a label switch rule in the spirit of wake-word "patience": a new
+label is adopted only once it leads the smoothed vector with at least `min_confidence` for
+`dwell_s` seconds without interruption. The average is time-aware: `alpha` is the weight of
+one update at `alpha_interval_s` spacing, and a longer gap (a dropped frame) weighs the new
+vector more, so the time constant in seconds stays the same whatever the frame rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Hashable, Sequence
+
+import numpy as np
+
+from .errors import EdgeError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SmoothingConfig:
+    # weight of a new probability vector in the moving average, for updates alpha_interval_s apart
+    # (1 = no smoothing)
+    alpha: float = 0.3
+    # update spacing in seconds that alpha is meant for; longer gaps weigh the new vector more.
+    # 0 applies alpha per update whatever the timing
+    alpha_interval_s: float = 0.1
+    # smallest smoothed probability a label needs before it can be adopted
+    min_confidence: float = 0.5
+    # seconds a new label must stay the confident leader before the smoothed label switches to it
+    dwell_s: float = 0.5
+
+    def validate(self) -> None:
+        checks = (
+            ("alpha", lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"),
+            ("alpha_interval_s", lambda v: v >= 0.0, "a number of seconds >= 0"),
+            ("min_confidence", lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"),
+            ("dwell_s", lambda v: v >= 0.0, "a number of seconds >= 0"),
+        )
+        for key, ok, wanted in checks:
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not ok(value):
+                raise EdgeError(f"smoothing.{key} must be {wanted}, not {value!r}")
+
+
+class Smoother:
+    """Smoothing state of one stream."""
+
+    def __init__(self, labels: Sequence[str], config: SmoothingConfig | None = None):
+        self.config = config or SmoothingConfig()
+        self.config.validate()
+        self.labels = tuple(labels)
+        if not self.labels:
+            raise EdgeError("smoothing needs the model's class labels; the manifest lists none")
+        self.probs: np.ndarray | None = None
+        self.label: str | None = None
+        self._last_t: float | None = None
+        self._pending: str | None = None
+        self._pending_since = 0.0
+
+    def weight(self, dt: float | None) -> float:
+        """Weight of the new vector after a gap of `dt` seconds."""
+        cfg = self.config
+        if dt is None or cfg.alpha_interval_s == 0 or cfg.alpha >= 1.0:
+            return cfg.alpha
+        return 1.0 - (1.0 - cfg.alpha) ** (max(dt, 0.0) / cfg.alpha_interval_s)
+
+    def update(self, probs: Sequence[float], t: float) -> tuple[np.ndarray, str | None, bool]:
+        """Fold in one probability vector captured at time `t` (seconds).
+
+        Returns the smoothed vector, the current label (None until one is adopted) and whether
+        the label changed with this update. A vector with NaN/inf is skipped with a warning.
+        """
+        vector = np.asarray(probs, dtype=np.float64).reshape(-1)
+        if vector.shape[0] != len(self.labels):
+            raise EdgeError(f"the model gave {vector.shape[0]} scores but its manifest lists {len(self.labels)} "
+                            f"labels; re-export the model or fix the manifest's labels")
+        if not np.all(np.isfinite(vector)):
+            log.warning("skipping a prediction with non-finite scores")
+            return self._current(), self.label, False
+        t = float(t)
+        if self.probs is None:
+            self.probs = vector.copy()
+        else:
+            dt = t - self._last_t if self._last_t is not None else None
+            w = self.weight(dt)
+            self.probs = (1.0 - w) * self.probs + w * vector
+        self._last_t = t if self._last_t is None else max(t, self._last_t)
+
+        best = int(np.argmax(self.probs))
+        leader = self.labels[best] if self.probs[best] >= self.config.min_confidence else None
+        changed = False
+        if leader is None or leader == self.label:
+            self._pending = None
+        else:
+            if leader != self._pending:
+                self._pending, self._pending_since = leader, t
+            if t - self._pending_since >= self.config.dwell_s - 1e-9:  # float timestamps
+                self.label, self._pending = leader, None
+                changed = True
+        return self._current(), self.label, changed
+
+    @property
+    def confidence(self) -> float:
+        """Smoothed probability of the current label (0 before one is adopted)."""
+        if self.probs is None or self.label is None:
+            return 0.0
+        return float(self.probs[self.labels.index(self.label)])
+
+    def as_dict(self) -> dict[str, float]:
+        """The smoothed vector keyed by label, as the event schema's `probabilities`."""
+        current = self._current()
+        return {label: float(p) for label, p in zip(self.labels, current)}
+
+    def _current(self) -> np.ndarray:
+        return np.zeros(len(self.labels)) if self.probs is None else self.probs.copy()
+
+
+class SmootherBank:
+    """One Smoother per stream key (face track id, source name), created on first use."""
+
+    def __init__(self, labels: Sequence[str], config: SmoothingConfig | None = None):
+        self.labels = tuple(labels)
+        self.config = config or SmoothingConfig()
+        self.config.validate()
+        self._streams: dict[Hashable, Smoother] = {}
+
+    def __getitem__(self, key: Hashable) -> Smoother:
+        smoother = self._streams.get(key)
+        if smoother is None:
+            smoother = self._streams[key] = Smoother(self.labels, self.config)
+        return smoother
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._streams
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def update(self, key: Hashable, probs: Sequence[float], t: float) -> tuple[np.ndarray, str | None, bool]:
+        return self[key].update(probs, t)
+
+    def drop(self, key: Hashable) -> None:
+        """Forget a stream (its face track ended)."""
+        self._streams.pop(key, None)
