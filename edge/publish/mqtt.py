@@ -1,0 +1,503 @@
+"""Publish emotion events, state, availability, health and HA discovery over MQTT (paho-mqtt 2.x).
+
+Delivery of events is at-least-once and in order: `publish_event` appends the event JSON to the
+on-disk spool; one sender thread feeds the oldest spooled events to paho with a bounded number in
+flight, and a spool row is deleted only when `on_publish` reports the broker's PUBACK for its
+message id. Paho keeps unacknowledged QoS 1 messages across reconnects and resends them first;
+the sender waits for those before submitting newer ones, so order holds across broker outages.
+A message may arrive twice when a PUBACK is lost with the connection (duplicate `seq`).
+
+Connection failures behave like this:
+- broker unreachable at `start()`: a warning; events are spooled and sent once it is reachable;
+- credentials refused (or not authorised) at `start()`: EdgeError naming the fix; refused later:
+  logged as an error on every attempt while paho keeps retrying with backoff;
+- broker without MQTT 5: with protocol "auto" the client falls back to 3.1.1, with "5" EdgeError.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+
+from ..errors import EdgeError
+from ..events import MODALITIES, Event, utc_timestamp
+from ..health import cpu_temperature_c
+from .discovery import discovery_messages
+from .spool import SPOOL_FILENAME, Spool
+
+log = logging.getLogger(__name__)
+
+ENV_USERNAME = "EMOTION_EDGE_MQTT_USERNAME"
+ENV_PASSWORD = "EMOTION_EDGE_MQTT_PASSWORD"
+ONLINE, OFFLINE = "online", "offline"
+
+_PROTOCOLS = {"5": MQTTProtocolVersion.MQTTv5, "3.1.1": MQTTProtocolVersion.MQTTv311}
+_UNSUPPORTED_PROTOCOL = 0x84
+_AUTH_FAILURES = {0x86: "bad user name or password", 0x87: "not authorized", 0x8C: "bad authentication method"}
+
+
+@dataclass
+class MqttConfig:
+    host: str = "localhost"  # broker host name or address
+    port: int = 1883  # broker port (8883 is usual for TLS)
+    transport: str = "tcp"  # "tcp" or "websockets"
+    protocol: str = "auto"  # "5", "3.1.1", or "auto" (MQTT 5, falling back to 3.1.1 when the broker refuses it)
+    client_id: str = ""  # MQTT client id; empty means "emotion-edge-<device_id>"
+    username: str = ""  # broker user; the EMOTION_EDGE_MQTT_USERNAME environment variable overrides it
+    password: str = ""  # broker password; the EMOTION_EDGE_MQTT_PASSWORD environment variable overrides it
+    keepalive: int = 30  # seconds; the broker publishes the offline last will after 1.5x this without traffic
+    tls: bool = False  # connect over TLS (also switched on by any of the TLS file settings)
+    tls_ca_file: str = ""  # CA bundle that signed the broker certificate; empty uses the system CAs
+    tls_cert_file: str = ""  # client certificate for mutual TLS (needs tls_key_file)
+    tls_key_file: str = ""  # private key of tls_cert_file
+    tls_insecure: bool = False  # skip the broker host name check (self-signed lab brokers only)
+    topic_prefix: str = "emotion_edge"  # topics are <topic_prefix>/<device_id>/...
+    qos: int = 1  # QoS of event messages; 1 gives at-least-once delivery through the spool
+    discovery: bool = True  # publish Home Assistant MQTT discovery configs
+    discovery_prefix: str = "homeassistant"  # HA's discovery prefix; HA announces itself on <prefix>/status
+    spool_max_events: int = 100_000  # undelivered events kept on disk; past it the oldest are dropped
+    max_inflight: int = 20  # events handed to the broker but not yet acknowledged
+    reconnect_min_delay_s: float = 1.0  # first reconnect delay; doubles per failed attempt
+    reconnect_max_delay_s: float = 60.0  # cap of the reconnect delay
+    connect_timeout_s: float = 5.0  # how long start() waits for the first connection before going on offline
+    drain_timeout_s: float = 5.0  # how long stop() waits for spooled events to be acknowledged
+
+    def validate(self) -> None:
+        def bad(key: str, why: str) -> EdgeError:
+            return EdgeError(f"mqtt.{key} {why}")
+
+        if not self.host.strip():
+            raise bad("host", "is empty: set it to the broker's host name or address")
+        if not 1 <= int(self.port) <= 65535:
+            raise bad("port", f"must be between 1 and 65535, not {self.port}")
+        if self.transport not in ("tcp", "websockets"):
+            raise bad("transport", f'must be "tcp" or "websockets", not {self.transport!r}')
+        if self.protocol not in ("5", "3.1.1", "auto"):
+            raise bad("protocol", f'must be "5", "3.1.1" or "auto", not {self.protocol!r}')
+        if not 1 <= int(self.keepalive) <= 65535:
+            raise bad("keepalive", f"must be between 1 and 65535 seconds, not {self.keepalive}")
+        if self.qos not in (0, 1, 2):
+            raise bad("qos", f"must be 0, 1 or 2, not {self.qos!r}")
+        for key in ("topic_prefix", "discovery_prefix"):
+            value = getattr(self, key)
+            if not value or any(c in value for c in "+#\0") or value.startswith("/") or value.endswith("/"):
+                raise bad(key, f"{value!r} is not a valid topic prefix: no '+', '#', or leading/trailing '/'")
+        for key in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+            value = getattr(self, key)
+            if value and not Path(value).is_file():
+                raise bad(key, f"points to {value!r}, which is not a readable file")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise bad("tls_cert_file", "and mqtt.tls_key_file must be set together for client certificates")
+        if int(self.spool_max_events) < 1:
+            raise bad("spool_max_events", f"must be at least 1, not {self.spool_max_events}")
+        if int(self.max_inflight) < 1:
+            raise bad("max_inflight", f"must be at least 1, not {self.max_inflight}")
+        if not 0 < self.reconnect_min_delay_s <= self.reconnect_max_delay_s:
+            raise bad("reconnect_min_delay_s", "must be positive and not above mqtt.reconnect_max_delay_s")
+        for key in ("connect_timeout_s", "drain_timeout_s"):
+            if getattr(self, key) < 0:
+                raise bad(key, f"must not be negative, not {getattr(self, key)}")
+
+    @property
+    def uses_tls(self) -> bool:
+        return bool(self.tls or self.tls_ca_file or self.tls_cert_file)
+
+    def credentials(self) -> tuple[str | None, str | None]:
+        """(username, password) with the environment overriding the config file."""
+        username = os.environ.get(ENV_USERNAME) or self.username or None
+        password = os.environ.get(ENV_PASSWORD) or self.password or None
+        return username, password
+
+
+class Topics:
+    """Topic names under <prefix>/<device_id>."""
+
+    def __init__(self, prefix: str, device_id: str):
+        self.base = f"{prefix}/{device_id}"
+        self.availability = f"{self.base}/availability"
+        self.health = f"{self.base}/health"
+
+    def event(self, modality: str) -> str:
+        return f"{self.base}/{modality}/event"
+
+    def state(self, modality: str) -> str:
+        return f"{self.base}/{modality}/state"
+
+
+class MqttPublisher:
+    """Thread-safe publisher shared by all pipelines of one device."""
+
+    def __init__(self, config: MqttConfig, device_id: str, modalities: list[str], spool_dir: Path):
+        config.validate()
+        if not device_id or any(c in device_id for c in "/+#\0"):
+            raise EdgeError(f"device id {device_id!r} is used as an MQTT topic level: it must be non-empty "
+                            "and contain no '/', '+' or '#'")
+        unknown = [m for m in modalities if m not in MODALITIES]
+        if unknown:
+            raise EdgeError(f"unknown modalities {unknown}: choose from {list(MODALITIES)}")
+        self.config = config
+        self.device_id = device_id
+        self.modalities = list(modalities)
+        self.topics = Topics(config.topic_prefix, device_id)
+        self.spool = Spool(Path(spool_dir) / SPOOL_FILENAME, config.spool_max_events)
+        self._protocol = "5" if config.protocol in ("5", "auto") else "3.1.1"
+        self._client: paho.Client | None = None
+        self._states: dict[str, str] = {}
+        self._lock = threading.Lock()  # never held while calling into paho (paho calls back under its own locks)
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._first_outcome = threading.Event()
+        self._connected = False
+        self._resync = False  # a reconnect happened: let paho resend in-flight messages before newer ones
+        self._fallback_requested = False
+        self._inflight: dict[int, int] = {}  # paho mid -> spool id
+        self._early_acks: dict[int, Any] = {}  # PUBACKs that beat the mid registration
+        self._last_submitted = 0
+        self._last_refusal: tuple[int, str] | None = None
+        self._sender: threading.Thread | None = None
+        self._counters = {"connects": 0, "reconnects": 0, "disconnects": 0, "events_spooled": 0,
+                          "events_acked": 0, "events_rejected": 0, "states_published": 0,
+                          "health_published": 0, "discovery_published": 0, "connect_failures": 0}
+        self._last_error = ""
+        self._unreachable = False  # the last TCP/TLS connection attempt failed
+        self._closed = False
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background; raises EdgeError when the broker refuses the configuration."""
+        self._stopping.clear()
+        self._start_client()
+        self._sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
+        self._sender.start()
+        deadline = time.monotonic() + self.config.connect_timeout_s
+        while time.monotonic() < deadline:
+            self._first_outcome.wait(0.05)
+            self._first_outcome.clear()
+            with self._lock:
+                connected, refusal = self._connected, self._last_refusal
+                unreachable, fallback = self._unreachable, self._fallback_requested
+            if connected:
+                return
+            if refusal:
+                self._stop_sender()
+                self._shutdown_client()
+                self.spool.close()
+                self._closed = True
+                raise EdgeError(self._refusal_message(*refusal))
+            if unreachable and not fallback:
+                break
+        log.warning("MQTT broker %s:%d not reachable yet (%s); events are spooled to %s and sent when it is",
+                    self.config.host, self.config.port, self._last_error or "no answer", self.spool.path)
+
+    def stop(self) -> None:
+        """Flush what the broker accepts within drain_timeout_s, mark the device offline, disconnect."""
+        if self._closed:
+            return
+        deadline = time.monotonic() + self.config.drain_timeout_s
+        while self.is_connected() and self.spool.depth() and time.monotonic() < deadline:
+            self._wake.set()
+            time.sleep(0.02)
+        self._stop_sender()
+        client = self._client
+        if client is not None and self.is_connected():
+            info = client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=2.0)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("could not publish offline availability: %s", exc)
+        self._shutdown_client()
+        self.spool.close()
+        self._closed = True
+
+    def _stop_sender(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._sender is not None and self._sender is not threading.current_thread():
+            self._sender.join(timeout=5.0)
+        self._sender = None
+
+    def _start_client(self) -> None:
+        cfg = self.config
+        client_id = cfg.client_id or f"emotion-edge-{self.device_id}"
+        protocol = _PROTOCOLS[self._protocol]
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
+                             transport=cfg.transport, reconnect_on_failure=True)
+        client.enable_logger(logging.getLogger(__name__ + ".paho"))
+        username, password = cfg.credentials()
+        if username is not None:
+            client.username_pw_set(username, password)
+        if cfg.uses_tls:
+            try:
+                client.tls_set(ca_certs=cfg.tls_ca_file or None, certfile=cfg.tls_cert_file or None,
+                               keyfile=cfg.tls_key_file or None)
+            except (OSError, ValueError) as exc:
+                raise EdgeError(f"mqtt TLS files could not be loaded ({exc}): check mqtt.tls_ca_file, "
+                                "mqtt.tls_cert_file and mqtt.tls_key_file") from exc
+            client.tls_insecure_set(cfg.tls_insecure)
+        client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
+        client.reconnect_delay_set(cfg.reconnect_min_delay_s, cfg.reconnect_max_delay_s)
+        client.max_inflight_messages_set(cfg.max_inflight + 10)  # room for state/discovery next to events
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        with self._lock:
+            self._inflight.clear()
+            self._early_acks.clear()
+            self._last_submitted = 0
+            self._resync = False
+            self._fallback_requested = False
+            self._last_refusal = None
+            self._unreachable = False
+        self._client = client
+        client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive)
+        client.loop_start()
+
+    def _shutdown_client(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        client.disconnect()
+        client.loop_stop()
+        with self._lock:
+            self._connected = False
+
+    # ---- paho callbacks (network thread) -------------------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            code = reason_code.value
+            with self._lock:
+                self._counters["connect_failures"] += 1
+                self._last_error = f"broker refused the connection: {reason_code}"
+                if code == _UNSUPPORTED_PROTOCOL and self.config.protocol == "auto" and self._protocol == "5":
+                    self._fallback_requested = True
+                    self._wake.set()
+                    log.warning("MQTT broker %s:%d does not speak MQTT 5; falling back to 3.1.1",
+                                self.config.host, self.config.port)
+                else:
+                    self._last_refusal = (code, str(reason_code))
+                    log.error(self._refusal_message(code, str(reason_code)))
+            self._first_outcome.set()
+            return
+        with self._lock:
+            reconnect = self._counters["connects"] > 0
+            self._counters["connects"] += 1
+            if reconnect:
+                self._counters["reconnects"] += 1
+            self._connected = True
+            self._unreachable = False
+            self._last_refusal = None
+            self._last_error = ""
+            states = list(self._states.items())
+        log.info("MQTT connected to %s:%d (MQTT %s)%s", self.config.host, self.config.port, self._protocol,
+                 " again" if reconnect else "")
+        client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
+        if self.config.discovery:
+            client.subscribe(f"{self.config.discovery_prefix}/status", qos=1)
+            self._publish_discovery(client)
+        for modality, payload in states:
+            client.publish(self.topics.state(modality), payload, qos=1, retain=True)
+        self._first_outcome.set()
+        self._wake.set()
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        with self._lock:
+            first = self._counters["connect_failures"] == 0
+            self._counters["connect_failures"] += 1
+            self._last_error = f"cannot reach {self.config.host}:{self.config.port}"
+            self._unreachable = True
+        self._first_outcome.set()
+        (log.warning if first else log.debug)("MQTT broker %s:%d unreachable; retrying with backoff",
+                                              self.config.host, self.config.port)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._lock:
+            was_connected = self._connected
+            self._connected = False
+            if was_connected:
+                self._counters["disconnects"] += 1
+                self._resync = bool(self._inflight)
+        if was_connected and not self._stopping.is_set():
+            log.warning("MQTT connection lost (%s); spooling events until the broker is back", reason_code)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._lock:
+            spool_id = self._inflight.pop(mid, None)
+            if spool_id is None:
+                self._early_acks[mid] = (reason_code, time.monotonic())
+                return
+            self._settle(mid, spool_id, reason_code)
+
+    def _settle(self, mid: int, spool_id: int, reason_code) -> None:
+        """Called with self._lock held: the broker answered for one spooled event."""
+        if reason_code.is_failure:
+            # The broker will never take this message (e.g. not authorised for the topic): drop it.
+            self._counters["events_rejected"] += 1
+            self._last_error = f"broker rejected event {spool_id}: {reason_code}"
+            log.error("MQTT broker rejected an event (%s); dropping it", reason_code)
+        else:
+            self._counters["events_acked"] += 1
+        self.spool.ack(spool_id)
+        if not self._inflight:
+            self._resync = False
+        self._wake.set()
+
+    def _on_message(self, client, userdata, message) -> None:
+        if message.topic == f"{self.config.discovery_prefix}/status" and message.payload.strip() == b"online":
+            log.info("Home Assistant came online; re-sending discovery")
+            self._publish_discovery(client)
+            with self._lock:
+                states = list(self._states.items())
+            for modality, payload in states:
+                client.publish(self.topics.state(modality), payload, qos=1, retain=True)
+
+    def _publish_discovery(self, client: paho.Client) -> None:
+        for topic, payload in discovery_messages(self.device_id, self.modalities, self.topics,
+                                                 self.config.discovery_prefix):
+            client.publish(topic, payload, qos=1, retain=True)
+        with self._lock:
+            self._counters["discovery_published"] += 1
+
+    # ---- sender thread --------------------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            if self._stopping.is_set():
+                break
+            try:
+                if self._fallback_requested:
+                    self._fall_back()
+                    continue
+                self._submit_ready()
+            except Exception:  # a long-running loop must survive; the spool still holds the events
+                log.exception("MQTT sender error; retrying")
+                time.sleep(0.5)
+
+    def _fall_back(self) -> None:
+        self._shutdown_client()
+        self._protocol = "3.1.1"
+        self._start_client()
+
+    def _submit_ready(self) -> None:
+        client = self._client
+        if client is None:
+            return
+        with self._lock:
+            if not self._connected or self._resync:
+                return
+            room = self.config.max_inflight - len(self._inflight)
+            after = self._last_submitted
+        self._prune_early_acks()
+        if room <= 0:
+            return
+        for message in self.spool.peek(after_id=after, limit=room):
+            info = client.publish(message.topic, message.payload, qos=message.qos, retain=False)
+            if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                log.warning("paho refused an event (%s); will retry", paho.error_string(info.rc))
+                return
+            # NO_CONN still queues a QoS>0 message inside paho; it is sent on reconnect.
+            with self._lock:
+                self._last_submitted = message.id
+                early = self._early_acks.pop(info.mid, None)
+                if early is not None:
+                    self._settle(info.mid, message.id, early[0])
+                else:
+                    self._inflight[info.mid] = message.id
+                if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+                    self._resync = True
+                    return
+
+    def _prune_early_acks(self) -> None:
+        """Acks of non-event messages (state, discovery) also land in _early_acks; forget them soon
+        so a wrapped-around mid can never match a stale entry."""
+        horizon = time.monotonic() - 10.0
+        with self._lock:
+            for mid in [m for m, (_, seen) in self._early_acks.items() if seen < horizon]:
+                del self._early_acks[mid]
+
+    # ---- public API (any thread) -----------------------------------------------------------------
+
+    def publish_event(self, event: Event) -> None:
+        """Spool the event as created (its own timestamp and seq) and deliver it as soon as possible."""
+        if self._closed:
+            log.warning("MQTT publisher is stopped; event %s of %s not spooled", event.seq, event.modality)
+            return
+        if event.modality not in self.modalities:
+            log.debug("event for disabled modality %s published anyway", event.modality)
+        self.spool.append(self.topics.event(event.modality), event.to_json(), self.config.qos)
+        with self._lock:
+            self._counters["events_spooled"] += 1
+        self._wake.set()
+
+    def publish_state(self, modality: str, state: dict[str, Any]) -> None:
+        """Retained latest state of a modality; kept in memory and re-sent after each (re)connect."""
+        if modality not in MODALITIES:
+            raise EdgeError(f"unknown modality {modality!r}: choose from {list(MODALITIES)}")
+        payload = json.dumps(state, separators=(",", ":"))
+        with self._lock:
+            self._states[modality] = payload
+            connected = self._connected
+            if connected:
+                self._counters["states_published"] += 1
+        client = self._client
+        if connected and client is not None:
+            client.publish(self.topics.state(modality), payload, qos=1, retain=True)
+
+    def publish_health(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Publish pipeline metrics plus MQTT/spool counters and CPU temperature; returns the payload.
+
+        Skipped while disconnected: health is periodic and only the latest value matters.
+        """
+        stats = self.stats()
+        payload = {
+            "timestamp": utc_timestamp(),
+            "device_id": self.device_id,
+            **metrics,
+            "reconnects": stats["reconnects"],
+            "spool_depth": stats["spool_depth"],
+            "spool_dropped": stats["spool_dropped"],
+            "cpu_temp_c": cpu_temperature_c(),
+            "mqtt": stats,
+        }
+        client = self._client
+        if stats["connected"] and client is not None:
+            client.publish(self.topics.health, json.dumps(payload, separators=(",", ":")), qos=0, retain=True)
+            with self._lock:
+                self._counters["health_published"] += 1
+        return payload
+
+    def is_connected(self) -> bool:
+        with self._lock:
+            return self._connected
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            stats: dict[str, Any] = dict(self._counters)
+            stats.update(connected=self._connected, protocol=self._protocol, inflight=len(self._inflight),
+                         last_error=self._last_error)
+        stats.update(spool_depth=self.spool.depth(), spool_dropped=self.spool.dropped)
+        return stats
+
+    def _refusal_message(self, code: int, reason: str) -> str:
+        where = f"{self.config.host}:{self.config.port}"
+        if code in _AUTH_FAILURES:
+            return (f"MQTT broker {where} refused the login ({_AUTH_FAILURES[code]}): set mqtt.username and "
+                    f"mqtt.password, or the {ENV_USERNAME} and {ENV_PASSWORD} environment variables")
+        if code == _UNSUPPORTED_PROTOCOL:
+            return (f"MQTT broker {where} does not support MQTT {self._protocol}: set mqtt.protocol to "
+                    '"3.1.1" or "auto"')
+        return f"MQTT broker {where} refused the connection ({reason}): check the mqtt section of the config"

@@ -1,0 +1,342 @@
+"""MqttPublisher against a real mosquitto: topics, QoS/retain, last will, broker restarts, auth, MQTT 5 fallback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from edge.errors import EdgeError
+from edge.events import EVENT_JSON_SCHEMA, Event, utc_timestamp
+from edge.health import cpu_temperature_c
+from edge.publish import MqttConfig, MqttPublisher
+from mqtt_broker import Broker, Subscriber, V311OnlyProxy, broker, free_port, make_password_file  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[1]
+PREFIX = "emotion_edge/dev1"
+
+
+def make_event(i: int, modality: str = "face") -> Event:
+    labels = {"happy": 0.7, "neutral": 0.2, "sad": 0.1}
+    return Event(device_id="dev1", modality=modality, kind="emotion", track_id=f"t{i % 3}", label="happy",
+                 confidence=0.7, probabilities=labels, valence=0.55, arousal=0.31,
+                 timestamp=utc_timestamp(time.time() - 0.001 * i), model={"id": "m", "sha256": "ab", "estimator":
+                                                                          "classifier"},
+                 latency_ms=12.5 + i, extra={"i": i})
+
+
+def config(port: int, **overrides) -> MqttConfig:
+    cfg = MqttConfig(host="127.0.0.1", port=port, discovery=False, reconnect_min_delay_s=0.2,
+                     reconnect_max_delay_s=1.0, connect_timeout_s=3.0, drain_timeout_s=3.0)
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+def retained(port: int, topic: str, timeout: float = 2.0):
+    """What a fresh subscriber gets for `topic` right after subscribing (retained messages only)."""
+    sub = Subscriber(port, [topic])
+    try:
+        sub.wait_for(lambda msgs: any(m.topic == topic for m in msgs), timeout)
+        return sub.on(topic)
+    finally:
+        sub.close()
+
+
+def test_events_state_health_availability_topics(broker, tmp_path):
+    sub = Subscriber(broker.port, [f"{PREFIX}/#"])
+    pub = MqttPublisher(config(broker.port), "dev1", ["face", "voice"], tmp_path / "spool")
+    pub.start()
+    try:
+        assert pub.is_connected()
+        events = [make_event(i, "face" if i % 2 else "voice") for i in range(10)]
+        for event in events:
+            pub.publish_event(event)
+        pub.publish_state("face", {"label": "happy", "confidence": 0.7, "valence": 0.55, "arousal": 0.31,
+                                   "timestamp": events[-1].timestamp, "track_id": "t1", "tracks": 1})
+        got = lambda msgs: len([m for m in msgs if m.topic.endswith("/event")]) == 10  # noqa: E731
+        assert sub.wait_for(got, 5), [m.topic for m in sub.messages]
+
+        received = [m for m in sub.messages if m.topic.endswith("/event")]
+        for message, event in zip(received, events):
+            body = json.loads(message.payload)
+            jsonschema.validate(body, EVENT_JSON_SCHEMA)
+            assert body == event.to_dict()  # the event as created, original timestamp included
+            assert message.topic == f"{PREFIX}/{event.modality}/event"
+            assert message.qos == 1 and message.retain is False
+        # on_publish (VERSION2 signature) really fired: every spooled event was acknowledged and deleted.
+        deadline = time.monotonic() + 2
+        while pub.stats()["events_acked"] < 10 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stats = pub.stats()
+        assert stats["events_acked"] == 10 and stats["spool_depth"] == 0 and stats["inflight"] == 0
+        assert stats["protocol"] == "5" and stats["connects"] == 1
+        health = pub.publish_health({"fps": 14.8, "latency_ms": {"detect": 9.1}, "dropped_frames": 2})
+        assert health["spool_depth"] == 0 and health["fps"] == 14.8 and "cpu_temp_c" in health
+
+        # A late subscriber sees retained availability, state and health, and no (unretained) events.
+        late = Subscriber(broker.port, [f"{PREFIX}/#"])
+        assert late.wait_for(lambda msgs: len(msgs) >= 3, 3)
+        time.sleep(0.3)
+        by_topic = {m.topic: m for m in late.messages}
+        late.close()
+        assert set(by_topic) == {f"{PREFIX}/availability", f"{PREFIX}/face/state", f"{PREFIX}/health"}
+        assert by_topic[f"{PREFIX}/availability"].payload == b"online"
+        assert all(m.retain for m in by_topic.values())
+        assert json.loads(by_topic[f"{PREFIX}/face/state"].payload)["label"] == "happy"
+        health_body = json.loads(by_topic[f"{PREFIX}/health"].payload)
+        assert {"fps", "latency_ms", "dropped_frames", "reconnects", "spool_depth", "spool_dropped",
+                "cpu_temp_c"} <= set(health_body)
+    finally:
+        pub.stop()
+        sub.close()
+    offline = retained(broker.port, f"{PREFIX}/availability")
+    assert [m.payload for m in offline] == [b"offline"] and offline[0].retain
+
+
+CHILD_PUBLISHER = """
+import sys, time
+from pathlib import Path
+from edge.publish import MqttConfig, MqttPublisher
+from edge.events import Event, utc_timestamp
+port, spool, keepalive, count, max_events = int(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+pub = MqttPublisher(MqttConfig(host="127.0.0.1", port=port, keepalive=keepalive, discovery=False,
+                               connect_timeout_s=2.0, spool_max_events=max_events), "dev1", ["face"], spool)
+pub.start()
+for i in range(count):
+    pub.publish_event(Event(device_id="dev1", modality="face", kind="emotion", track_id="t", label="sad",
+                            confidence=0.9, probabilities={"sad": 0.9}, valence=-0.6, arousal=-0.2,
+                            timestamp=utc_timestamp(), model={"id": "m", "sha256": "x", "estimator": "classifier"},
+                            latency_ms=5.0, extra={"i": i}))
+stats = pub.stats()
+print("ready", stats["connected"], stats["spool_depth"], stats["spool_dropped"], flush=True)
+time.sleep(120)
+"""
+
+
+def run_child(port: int, spool: Path, keepalive: int = 2, count: int = 0, max_events: int = 1000):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    child = subprocess.Popen([sys.executable, "-c", CHILD_PUBLISHER, str(port), str(spool), str(keepalive),
+                              str(count), str(max_events)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=env, text=True)
+    line = child.stdout.readline().split()
+    if not line or line[0] != "ready":
+        child.kill()
+        raise AssertionError("child publisher failed: " + child.stderr.read())
+    return child, line[1:]
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGSTOP"])
+def test_last_will_marks_offline_when_process_dies(broker, tmp_path, how):
+    """SIGKILL: the kernel closes the socket, the broker sends the will at once. SIGSTOP: the socket
+    stays open but silent, as on a power or network loss, so only keepalive expiry (1.5 x 2 s) fires it."""
+    child, status = run_child(broker.port, tmp_path / "spool", keepalive=2)
+    try:
+        assert status[0] == "True"
+        assert [m.payload for m in retained(broker.port, f"{PREFIX}/availability")] == [b"online"]
+        child.send_signal(getattr(signal, how))
+        stopped = time.monotonic()
+        payload = None
+        while time.monotonic() - stopped < 8:
+            messages = retained(broker.port, f"{PREFIX}/availability", timeout=1)
+            payload = messages[-1].payload if messages else None
+            if payload == b"offline":
+                break
+            time.sleep(0.1)
+        elapsed = time.monotonic() - stopped
+        assert payload == b"offline", f"availability still {payload!r} {elapsed:.1f} s after {how}"
+        assert messages[-1].retain
+        if how == "SIGSTOP":
+            assert elapsed >= 2.0, "will fired before the keepalive could have expired"
+        print(f"last will 'offline' seen {elapsed:.2f} s after {how} (keepalive 2 s)")
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_broker_restart_mid_stream_loses_no_event(tmp_path):
+    broker = Broker(tmp_path, persistence=True).start()
+    sub = Subscriber(broker.port, [f"{PREFIX}/face/event"], client_id="restart-sub", persistent=True)
+    pub = MqttPublisher(config(broker.port), "dev1", ["face"], tmp_path / "spool")
+    pub.start()
+    total, rate_hz = 60, 20.0
+    sent: list[Event] = []
+    peak_depth = [0]
+
+    def produce():
+        for i in range(total):
+            event = make_event(i)
+            sent.append(event)
+            pub.publish_event(event)
+            peak_depth[0] = max(peak_depth[0], pub.stats()["spool_depth"])
+            time.sleep(1 / rate_hz)
+
+    producer = threading.Thread(target=produce)
+    try:
+        producer.start()
+        time.sleep(1.0)
+        broker.stop()
+        down_at = len(sent)
+        time.sleep(1.0)
+        broker.start()  # same port, same persistent store
+        up_at = len(sent)
+        producer.join()
+        assert 0 < down_at < up_at < total, (down_at, up_at)
+        assert sub.wait_for(lambda msgs: len({json.loads(m.payload)["seq"] for m in msgs}) >= total, 10)
+        seqs = [json.loads(m.payload)["seq"] for m in sub.messages]
+        unique = list(dict.fromkeys(seqs))
+        assert unique == [e.seq for e in sent], "events missing or out of order"
+        assert sorted(seqs) == seqs, "a duplicate arrived out of order"
+        by_seq = {json.loads(m.payload)["seq"]: json.loads(m.payload) for m in sub.messages}
+        assert all(by_seq[e.seq] == e.to_dict() for e in sent)  # original timestamps, byte-identical content
+        stats = pub.stats()
+        assert stats["reconnects"] >= 1 and stats["disconnects"] >= 1
+        assert peak_depth[0] > 1  # events really were spooled while the broker was down
+        print(f"broker down during events {down_at}..{up_at}; peak spool depth {peak_depth[0]}; "
+              f"{len(seqs) - len(unique)} duplicate(s); reconnects {stats['reconnects']}")
+    finally:
+        pub.stop()
+        sub.close()
+        broker.stop()
+
+
+def test_spooled_events_survive_a_killed_process_and_bound_drops_oldest(tmp_path):
+    port = free_port()  # no broker yet: the child spools everything
+    child, status = run_child(port, tmp_path / "spool", count=8, max_events=5)
+    child.send_signal(signal.SIGKILL)
+    child.wait(5)
+    assert status == ["False", "5", "3"]  # offline, 5 kept, 3 oldest dropped and counted
+    broker = Broker(tmp_path, port=port).start()
+    sub = Subscriber(port, [f"{PREFIX}/face/event"])
+    pub = MqttPublisher(config(port), "dev1", ["face"], tmp_path / "spool")
+    try:
+        pub.start()
+        assert sub.wait_for(lambda msgs: len(msgs) >= 5, 5)
+        time.sleep(0.3)
+        bodies = [json.loads(m.payload) for m in sub.messages]
+        assert [b["extra"]["i"] for b in bodies] == [3, 4, 5, 6, 7]
+        for body in bodies:
+            jsonschema.validate(body, EVENT_JSON_SCHEMA)
+        assert pub.stats()["spool_depth"] == 0
+    finally:
+        pub.stop()
+        sub.close()
+        broker.stop()
+
+
+def test_credentials_from_environment(tmp_path, monkeypatch):
+    password_file = make_password_file(tmp_path / "passwd", "edge", "s3cret")
+    broker = Broker(tmp_path, password_file=password_file).start()
+    try:
+        monkeypatch.setenv("EMOTION_EDGE_MQTT_USERNAME", "edge")
+        monkeypatch.setenv("EMOTION_EDGE_MQTT_PASSWORD", "s3cret")
+        sub = Subscriber(broker.port, [f"{PREFIX}/face/event"], username="edge", password="s3cret")
+        pub = MqttPublisher(config(broker.port, username="ignored", password="ignored"), "dev1", ["face"],
+                            tmp_path / "spool")
+        pub.start()
+        try:
+            assert pub.is_connected()
+            pub.publish_event(make_event(1))
+            assert sub.wait_for(lambda msgs: len(msgs) == 1, 3)
+        finally:
+            pub.stop()
+            sub.close()
+    finally:
+        broker.stop()
+
+
+@pytest.mark.parametrize("protocol", ["auto", "3.1.1"])
+def test_wrong_password_is_a_clear_error(tmp_path, monkeypatch, protocol):
+    password_file = make_password_file(tmp_path / "passwd", "edge", "s3cret")
+    broker = Broker(tmp_path, password_file=password_file).start()
+    try:
+        monkeypatch.setenv("EMOTION_EDGE_MQTT_USERNAME", "edge")
+        monkeypatch.setenv("EMOTION_EDGE_MQTT_PASSWORD", "wrong")
+        pub = MqttPublisher(config(broker.port, protocol=protocol), "dev1", ["face"], tmp_path / "spool")
+        began = time.monotonic()
+        with pytest.raises(EdgeError) as caught:
+            pub.start()
+        assert time.monotonic() - began < 2.0  # refused at the first CONNACK, not after a timeout
+        message = str(caught.value)
+        assert "refused the login" in message and "EMOTION_EDGE_MQTT_PASSWORD" in message, message
+        assert not pub.is_connected()
+        pub.stop()  # harmless after a failed start
+    finally:
+        broker.stop()
+
+
+def test_falls_back_to_mqtt_311_when_broker_refuses_v5(broker, tmp_path):
+    proxy = V311OnlyProxy(broker.port)
+    sub = Subscriber(broker.port, [f"{PREFIX}/face/event"])
+    pub = MqttPublisher(config(proxy.port, protocol="auto"), "dev1", ["face"], tmp_path / "spool")
+    try:
+        pub.publish_event(make_event(0))  # spooled before the first connection
+        pub.start()
+        assert pub.is_connected()
+        stats = pub.stats()
+        assert stats["protocol"] == "3.1.1" and proxy.refused_v5 >= 1 and proxy.relayed >= 1
+        pub.publish_event(make_event(1))
+        assert sub.wait_for(lambda msgs: len(msgs) == 2, 3)
+        assert [json.loads(m.payload)["extra"]["i"] for m in sub.messages] == [0, 1]
+    finally:
+        pub.stop()
+        sub.close()
+    strict = MqttPublisher(config(proxy.port, protocol="5"), "dev1", ["face"], tmp_path / "spool2")
+    with pytest.raises(EdgeError, match="mqtt.protocol"):
+        strict.start()
+    proxy.close()
+
+
+def test_broker_down_at_start_is_not_fatal(tmp_path):
+    port = free_port()
+    pub = MqttPublisher(config(port, connect_timeout_s=5.0), "dev1", ["face"], tmp_path / "spool")
+    began = time.monotonic()
+    pub.start()
+    assert time.monotonic() - began < 2.0  # returns after the first refused TCP attempt
+    pub.publish_event(make_event(0))
+    assert not pub.is_connected() and pub.stats()["spool_depth"] == 1
+    broker = Broker(tmp_path, port=port).start()
+    sub = Subscriber(port, [f"{PREFIX}/face/event"])
+    try:
+        assert sub.wait_for(lambda msgs: len(msgs) == 1, 5)
+    finally:
+        pub.stop()
+        sub.close()
+        broker.stop()
+
+
+def test_config_validation_names_the_key(tmp_path):
+    cases = [({"port": 0}, "mqtt.port"), ({"protocol": "4"}, "mqtt.protocol"), ({"qos": 3}, "mqtt.qos"),
+             ({"topic_prefix": "a/#"}, "mqtt.topic_prefix"), ({"tls_ca_file": str(tmp_path / "no.pem")},
+                                                              "mqtt.tls_ca_file"),
+             ({"tls_cert_file": __file__}, "mqtt.tls_cert_file"), ({"spool_max_events": 0}, "mqtt.spool_max_events"),
+             ({"reconnect_min_delay_s": 5.0, "reconnect_max_delay_s": 1.0}, "mqtt.reconnect_min_delay_s")]
+    MqttConfig().validate()
+    for overrides, key in cases:
+        cfg = MqttConfig(**overrides)
+        with pytest.raises(EdgeError, match=key.replace(".", r"\.")):
+            cfg.validate()
+    with pytest.raises(EdgeError, match="device id"):
+        MqttPublisher(MqttConfig(), "a/b", ["face"], tmp_path)
+    with pytest.raises(EdgeError, match="unknown modalities"):
+        MqttPublisher(MqttConfig(), "dev1", ["smell"], tmp_path)
+
+
+def test_cpu_temperature_reads_thermal_zones(tmp_path):
+    assert cpu_temperature_c(tmp_path / "missing") is None
+    for name, kind, milli in [("thermal_zone0", "acpitz", "41000"), ("thermal_zone1", "cpu-thermal", "52375"),
+                              ("thermal_zone2", "gpu-thermal", "garbage")]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "type").write_text(kind + "\n")
+        (tmp_path / name / "temp").write_text(milli + "\n")
+    assert cpu_temperature_c(tmp_path) == 52.4
+    (tmp_path / "thermal_zone1" / "temp").write_text("")
+    assert cpu_temperature_c(tmp_path) == 41.0
