@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge.errors import EdgeError
-from edge.smoothing import SmootherBank, Smoother, SmoothingConfig
+from edge.smoothing import Smoother, SmootherBank, SmoothingConfig
 
 LABELS = ("happy", "sad", "neutral")
 HAPPY = np.array([0.9, 0.05, 0.05])

@@ -12,8 +12,9 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -194,7 +195,8 @@ class FaceTracker:
             centres_p = (p[:, :2] + p[:, 2:]) / 2
             centres_d = (d[:, :2] + d[:, 2:]) / 2
             diagonal = np.hypot(p[:, 2] - p[:, 0], p[:, 3] - p[:, 1])
-            distance = np.linalg.norm(centres_p[:, None] - centres_d[None], axis=2) / np.maximum(diagonal, 1e-9)[:, None]
+            offsets = np.linalg.norm(centres_p[:, None] - centres_d[None], axis=2)
+            distance = offsets / np.maximum(diagonal, 1e-9)[:, None]
             for r, c in _greedy(distance, lambda s: s <= cfg.max_centre_distance, order_desc=False):
                 matches.append((rest_t[r], rest_d[c]))
         return matches
