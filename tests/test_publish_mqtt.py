@@ -145,7 +145,7 @@ def test_last_will_marks_offline_when_process_dies(broker, tmp_path, how):
         child.send_signal(getattr(signal, how))
         stopped = time.monotonic()
         payload = None
-        while time.monotonic() - stopped < 8:
+        while time.monotonic() - stopped < 10:
             messages = retained(broker.port, f"{PREFIX}/availability", timeout=1)
             payload = messages[-1].payload if messages else None
             if payload == b"offline":
