@@ -20,6 +20,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import EdgeError
+from ..voice.features import MODEL_RATE
+from ..voice.resample import check_rate
 from .base import ENDED, RECONNECTING, RUNNING, STARTING, STOPPED
 
 log = logging.getLogger(__name__)
@@ -81,8 +83,7 @@ class MicrophoneConfig:
     backoff_max_s: float = 10.0
 
     def validate(self) -> None:
-        if int(self.rate) != self.rate or not 8000 <= self.rate <= 192000:
-            raise EdgeError(f"microphone.rate = {self.rate!r} must be an integer rate in Hz, e.g. 16000 or 48000")
+        check_rate(self.rate, MODEL_RATE, key="microphone.rate")
         if not 1 <= self.channels <= 32:
             raise EdgeError(f"microphone.channels = {self.channels!r} must be between 1 and 32")
         _check_window(self.SECTION, self.window_s, self.hop_s, self.buffer_s)
@@ -283,6 +284,11 @@ class AudioFileSource:
             handle.close()
             raise EdgeError(f"audio file {self.path} has {handle.channels} channels but audio_file.strict_mono "
                             f"is set; convert it to mono or set strict_mono = false to downmix")
+        try:
+            check_rate(handle.samplerate, MODEL_RATE, key=f"sample rate of {self.path}")
+        except EdgeError:
+            handle.close()
+            raise
         self.rate, self.channels, self.frames = handle.samplerate, handle.channels, handle.frames
         self.ring = AudioRing(self.rate, self.config.window_s, self.config.hop_s, self.config.buffer_s, self.name)
         self._stop.clear()

@@ -5,8 +5,15 @@ up/down (441/320, 1/2, 147/320) and each output sample is a dot product of the i
 position with one of `up` precomputed filter phases, so the per-window cost is taps x outputs
 multiply-adds (about 4 M for a 2.5 s window from 48 kHz, ~30 ms here). The low-pass cutoff is
 `rolloff` x the lower Nyquist rate, with 24 sinc zero crossings each side and a Kaiser beta of 8.6
-(~80 dB stopband). Features of resampled speech stay within the tolerances of edge.voice.features
-(tests/test_voice_resample.py measures it).
+(~80 dB stopband); one 2.5 s window from 48 kHz takes about 10 ms here.
+
+tests/test_voice_resample.py feeds espeak speech plus broadband noise at 16000/44100/48000 Hz
+through this resampler and through soxr "vhq", and compares the 181 features of both 22050 Hz
+results. Tolerances (measured max over 6 clips x 3 rates in brackets): mfcc abs 2.0 [1.23],
+chroma abs 0.03 [0.019], mel relative 0.12 for bands below 90 % of the lower Nyquist rate [0.053],
+zcr abs 0.01 [0.004]. For scale, soxr "hq" vs "vhq" differ by 0.18 in mfcc and 0.001 in chroma,
+so this resampler is measurably rougher than soxr (likely its 0.94 passband edge; not isolated). Note the model's training audio (48 kHz RAVDESS) went through resampy "kaiser_fast",
+whose rolloff is 0.85, so a lower `rolloff` may match training even better; not measured here.
 """
 
 from __future__ import annotations
