@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import soundfile
 
 from edge.backends import open_model
 from edge.errors import EdgeError
