@@ -1,0 +1,420 @@
+"""Lab Streaming Layer inlet for a Muse (or any fixed-rate EEG) stream, with reconnect.
+
+A background thread resolves the stream (by type, optionally name / source_id), opens an inlet
+with clock synchronisation, pulls chunks into a queue and watches the timestamps: gaps and
+dropped samples are detected against the nominal rate. When the stream is lost (sender closed,
+or no data for `lsl.stale_after_s`) the inlet is dropped and the stream resolved again with
+exponential backoff, without restarting the process. A stream with the wrong channel count or
+rate is a configuration problem: `read()` raises EdgeError saying so.
+
+Timestamps handed out are on this machine's LSL clock (`pylsl.local_clock()`); `to_unix()`
+converts them to epoch seconds. Senders that stamp with their wall clock (seen in some Muse
+bridges) are detected in "auto" mode and converted.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge.errors import EdgeError
+
+log = logging.getLogger(__name__)
+
+INSTALL_SCRIPT = "firmware_config/liblsl/install_liblsl.sh"
+TIMESTAMP_MODES = ("auto", "lsl", "wall", "receive")
+DEFAULT_MUSE_LABELS = ("TP9", "AF7", "AF8", "TP10", "Right AUX")
+
+
+def load_pylsl():
+    """Import pylsl, turning a missing liblsl into an EdgeError that says how to install it."""
+    try:
+        import pylsl
+    except ImportError as exc:
+        if exc.name == "pylsl":
+            raise EdgeError("the pylsl package is not installed: run `pip install pylsl` "
+                            "(or `pip install emotion-edge[runtime]`)") from exc
+        raise _liblsl_error(exc) from exc
+    except (RuntimeError, OSError) as exc:
+        raise _liblsl_error(exc) from exc
+    return pylsl
+
+
+def _liblsl_error(exc: Exception) -> EdgeError:
+    return EdgeError(
+        f"liblsl, the Lab Streaming Layer C library, could not be loaded ({exc}). The pylsl wheels for "
+        f"aarch64 (Raspberry Pi, Jetson) do not bundle it: run `sudo {INSTALL_SCRIPT}` from the source "
+        "tree, or point PYLSL_LIB at an existing liblsl.so, then start again.")
+
+
+def to_unix(lsl_time: float | np.ndarray) -> float | np.ndarray:
+    """Convert a time on the local LSL clock to Unix epoch seconds."""
+    pylsl = load_pylsl()
+    return lsl_time + (time.time() - pylsl.local_clock())
+
+
+@dataclass
+class LSLSourceConfig:
+    """Which LSL stream to read and how to watch it (section `lsl`)."""
+
+    # LSL stream type to resolve; Muse bridges (muselsl, BlueMuse, Mind Monitor) publish "EEG".
+    stream_type: str = "EEG"
+    # Only accept a stream with this name ("" = any name).
+    name: str = ""
+    # Only accept a stream with this source_id ("" = any); lets a restarted sender be found again.
+    source_id: str = ""
+    # Channels the stream must have (Muse: 4 EEG + Right AUX = 5); 0 accepts any count.
+    channel_count: int = 5
+    # Sampling rate the stream must declare, in Hz (Muse: 256).
+    nominal_rate: float = 256.0
+    # Allowed relative difference between the declared and the expected rate.
+    rate_tolerance: float = 0.01
+    # Seconds one resolve attempt waits for the stream.
+    resolve_timeout_s: float = 2.0
+    # No data for this many seconds counts as a lost stream and triggers a re-resolve.
+    stale_after_s: float = 3.0
+    # First and longest wait between resolve attempts (doubles each failure).
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 10.0
+    # A step between timestamps longer than this many sample periods is a gap.
+    gap_threshold_samples: float = 1.5
+    # Seconds of data liblsl buffers in the inlet while we are busy.
+    buffer_s: int = 30
+    # Let liblsl smooth timestamp jitter (off: it also smooths away the jumps gap detection needs).
+    dejitter: bool = False
+    # Timestamp source: "auto" (LSL clock, or sender wall clock when detected), "lsl", "wall", "receive".
+    timestamps: str = "auto"
+    # Chunks held for a slow reader before the oldest are dropped (counted in stats).
+    queue_chunks: int = 1024
+
+    def validate(self) -> "LSLSourceConfig":
+        """Raise EdgeError naming `lsl.<key>` for the first bad value; returns self."""
+        if not self.stream_type and not self.name and not self.source_id:
+            _bad("stream_type", self.stream_type, "a stream type such as \"EEG\" (or set lsl.name / lsl.source_id)")
+        if not isinstance(self.channel_count, int) or self.channel_count < 0:
+            _bad("channel_count", self.channel_count, "a whole number of channels (5 for a Muse), or 0 for any")
+        if not self.nominal_rate > 0:
+            _bad("nominal_rate", self.nominal_rate, "the stream's sampling rate in Hz, e.g. 256")
+        if not 0 <= self.rate_tolerance < 0.5:
+            _bad("rate_tolerance", self.rate_tolerance, "a fraction such as 0.01")
+        for key in ("resolve_timeout_s", "stale_after_s", "backoff_initial_s", "backoff_max_s"):
+            if not getattr(self, key) > 0:
+                _bad(key, getattr(self, key), "a positive number of seconds")
+        if self.backoff_max_s < self.backoff_initial_s:
+            _bad("backoff_max_s", self.backoff_max_s, "at least lsl.backoff_initial_s")
+        if not self.gap_threshold_samples >= 1.0:
+            _bad("gap_threshold_samples", self.gap_threshold_samples, "at least 1 sample period (default 1.5)")
+        if not isinstance(self.buffer_s, int) or self.buffer_s < 1:
+            _bad("buffer_s", self.buffer_s, "a whole number of seconds >= 1")
+        if self.timestamps not in TIMESTAMP_MODES:
+            _bad("timestamps", self.timestamps, " | ".join(TIMESTAMP_MODES))
+        if not isinstance(self.queue_chunks, int) or self.queue_chunks < 1:
+            _bad("queue_chunks", self.queue_chunks, "a whole number >= 1")
+        return self
+
+
+def _bad(key: str, value, expected: str) -> None:
+    raise EdgeError(f"lsl.{key} = {value!r} is not valid: expected {expected}")
+
+
+@dataclass
+class Gap:
+    """Missing data before sample `index` of a chunk."""
+
+    index: int
+    start: float  # LSL time of the last sample before the gap
+    end: float  # LSL time of the first sample after it
+    missing: int  # samples that should have arrived in between
+    reconnect: bool = False  # the gap spans a lost and re-found stream
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "seconds": round(self.seconds, 4),
+                "missing_samples": self.missing, "reconnect": self.reconnect}
+
+
+@dataclass
+class Chunk:
+    """Samples pulled at once: timestamps (n,) on the local LSL clock, data (n, channels)."""
+
+    timestamps: np.ndarray
+    data: np.ndarray
+    received: float  # local LSL clock when the chunk was pulled
+    gaps: list[Gap] = field(default_factory=list)
+    new_stream: bool = False  # first chunk after (re)connecting
+
+
+@dataclass
+class StreamDescription:
+    name: str
+    type: str
+    source_id: str
+    channel_count: int
+    nominal_rate: float
+    labels: tuple[str, ...]
+    units: tuple[str, ...]
+    manufacturer: str
+    hostname: str
+    created_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+class LSLSource:
+    """EEG from LSL with start/stop/read/stats; reconnects on its own until stopped."""
+
+    def __init__(self, config: LSLSourceConfig | None = None):
+        self.config = (config or LSLSourceConfig()).validate()
+        self._pylsl = load_pylsl()
+        self._queue: queue.Queue[Chunk] = queue.Queue(maxsize=self.config.queue_chunks)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: EdgeError | None = None
+        self._lock = threading.Lock()
+        self.description: StreamDescription | None = None
+        self._last_ts: float | None = None
+        self._wall_offset = 0.0
+        self._state = "stopped"
+        self._counters = {"samples": 0, "chunks": 0, "gaps": 0, "dropped_samples": 0, "reconnects": 0,
+                          "connects": 0, "out_of_order": 0, "queue_overflow": 0}
+        self._recent: deque[tuple[float, int]] = deque()
+        self._recent_gaps: deque[Gap] = deque(maxlen=50)
+        self._last_data = 0.0
+        self._time_correction = 0.0
+        self._timestamp_mode = self.config.timestamps
+        self._fresh = False
+
+    # -- public interface ------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._error = None
+        self._state = "resolving"
+        self._thread = threading.Thread(target=self._run, name="lsl-source", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=self.config.resolve_timeout_s + 2.0)
+        self._thread = None
+        self._state = "stopped"
+
+    def read(self, timeout: float = 1.0) -> Chunk | None:
+        """Next chunk, or None if nothing arrived within `timeout`; raises EdgeError on a wrong stream."""
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            if self._error is not None:
+                raise self._error
+            return None
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Block until a stream is open (for tests and start-up messages)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._error is not None:
+                raise self._error
+            if self._state == "streaming":
+                return True
+            time.sleep(0.02)
+        return False
+
+    def stats(self) -> dict[str, Any]:
+        now = self._pylsl.local_clock()
+        with self._lock:
+            recent = [(t, n) for t, n in self._recent if now - t <= 10.0]
+            rate = 0.0
+            if len(recent) >= 2 and recent[-1][0] > recent[0][0]:
+                rate = sum(n for _, n in recent[1:]) / (recent[-1][0] - recent[0][0])
+            return {
+                "state": self._state,
+                "stream": self.description.to_dict() if self.description else None,
+                **self._counters,
+                "effective_rate_hz": round(rate, 2),
+                "last_data_age_s": round(now - self._last_data, 3) if self._last_data else None,
+                "time_correction_s": round(self._time_correction, 6),
+                "timestamp_mode": self._timestamp_mode,
+                "recent_gaps": [g.to_dict() for g in self._recent_gaps],
+                "error": str(self._error) if self._error else None,
+            }
+
+    def to_unix(self, lsl_time: float | np.ndarray) -> float | np.ndarray:
+        return lsl_time + (time.time() - self._pylsl.local_clock())
+
+    # -- background thread -----------------------------------------------------------------
+    def _run(self) -> None:
+        backoff = self.config.backoff_initial_s
+        while not self._stop.is_set():
+            try:
+                inlet = self._connect()
+            except EdgeError as exc:
+                log.error("%s", exc)
+                self._error, self._state = exc, "error"
+                return
+            except Exception:  # liblsl hiccup while resolving: log and retry
+                log.exception("resolving the LSL stream failed; retrying")
+                inlet = None
+            if inlet is None:
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2.0, self.config.backoff_max_s)
+                continue
+            backoff = self.config.backoff_initial_s
+            reason = self._pump(inlet)
+            try:
+                inlet.close_stream()
+            except Exception:
+                log.debug("closing the inlet failed", exc_info=True)
+            del inlet
+            if reason != "stopped":
+                self._state = "lost"
+                self._counters["reconnects"] += 1
+                log.warning("EEG stream lost (%s); resolving it again", reason)
+
+    def _connect(self):
+        pylsl, cfg = self._pylsl, self.config
+        if cfg.source_id:
+            found = pylsl.resolve_byprop("source_id", cfg.source_id, 1, cfg.resolve_timeout_s)
+        elif cfg.name:
+            found = pylsl.resolve_byprop("name", cfg.name, 1, cfg.resolve_timeout_s)
+        else:
+            found = pylsl.resolve_byprop("type", cfg.stream_type, 1, cfg.resolve_timeout_s)
+        candidates = [info for info in found
+                      if (not cfg.stream_type or info.type() == cfg.stream_type)
+                      and (not cfg.name or info.name() == cfg.name)
+                      and (not cfg.source_id or info.source_id() == cfg.source_id)]
+        if not candidates:
+            self._state = "resolving"
+            log.info("no LSL stream of type %r%s yet", cfg.stream_type,
+                     f" named {cfg.name!r}" if cfg.name else "")
+            return None
+        problems = [p for p in (self._mismatch(info) for info in candidates) if p]
+        good = [info for info in candidates if not self._mismatch(info)]
+        if not good:
+            raise EdgeError(problems[0])
+        info = good[0]
+        flags = pylsl.proc_clocksync | (pylsl.proc_dejitter if cfg.dejitter else 0)
+        inlet = pylsl.StreamInlet(info, max_buflen=cfg.buffer_s, max_chunklen=0, recover=False,
+                                  processing_flags=flags)
+        inlet.open_stream(cfg.resolve_timeout_s)
+        try:  # the first estimate takes ~0.6 s of probing; clocksync keeps it updated afterwards
+            self._time_correction = inlet.time_correction(max(2.0, cfg.resolve_timeout_s))
+        except pylsl.util.TimeoutError:
+            log.warning("no clock offset estimate from the EEG sender yet; timestamps may be offset")
+            self._time_correction = 0.0
+        self.description = _describe(inlet.info(cfg.resolve_timeout_s))
+        self._counters["connects"] += 1
+        self._state = "streaming"
+        self._last_data = pylsl.local_clock()
+        self._fresh = True
+        log.info("reading LSL stream %r (%s, %d ch @ %g Hz, clock offset %.4f s)", info.name(),
+                 info.source_id(), info.channel_count(), info.nominal_srate(), self._time_correction)
+        return inlet
+
+    def _mismatch(self, info) -> str | None:
+        cfg = self.config
+        where = f"LSL stream {info.name()!r} (type {info.type()!r}, source_id {info.source_id()!r})"
+        if cfg.channel_count and info.channel_count() != cfg.channel_count:
+            return (f"{where} has {info.channel_count()} channels but lsl.channel_count is {cfg.channel_count}; "
+                    "pick the right stream with lsl.name / lsl.source_id or set lsl.channel_count")
+        rate = info.nominal_srate()
+        if abs(rate - cfg.nominal_rate) > cfg.rate_tolerance * cfg.nominal_rate:
+            return (f"{where} declares {rate:g} Hz but lsl.nominal_rate is {cfg.nominal_rate:g} Hz; "
+                    "set lsl.nominal_rate to the headband's rate or fix the sender")
+        return None
+
+    def _pump(self, inlet) -> str:
+        pylsl, cfg = self._pylsl, self.config
+        while not self._stop.is_set():
+            try:
+                data, stamps = inlet.pull_chunk(timeout=0.1, max_samples=1024)
+            except pylsl.util.LostError:
+                return "sender closed the stream"
+            now = pylsl.local_clock()
+            if not stamps:
+                if now - self._last_data > cfg.stale_after_s:
+                    return f"no data for {cfg.stale_after_s:g} s"
+                continue
+            self._last_data = now
+            self._deliver(np.asarray(data, dtype=np.float64), np.asarray(stamps, dtype=np.float64), now)
+        return "stopped"
+
+    def _deliver(self, data: np.ndarray, stamps: np.ndarray, now: float) -> None:
+        period = 1.0 / self.config.nominal_rate
+        fresh, self._fresh = self._fresh, False
+        if fresh and self.config.timestamps == "auto":
+            # A sender stamping with time.time() lands decades away from our LSL clock.
+            wall_like = abs(stamps[-1] - now) > 3600 and abs(stamps[-1] - time.time()) < 3600
+            self._timestamp_mode = "wall" if wall_like else "lsl"
+            if wall_like:
+                log.warning("EEG sender stamps samples with its wall clock; converting to the LSL clock")
+        if self._timestamp_mode == "wall":
+            stamps = stamps - (time.time() - now)
+        elif self._timestamp_mode == "receive":
+            stamps = now - period * np.arange(len(stamps) - 1, -1, -1)
+            if self._last_ts is not None and stamps[0] <= self._last_ts:
+                stamps = stamps + (self._last_ts + period - stamps[0])
+        # Step before each sample; the first sample of all has no predecessor.
+        first = stamps[0] if self._last_ts is None else self._last_ts
+        previous = np.concatenate([[first], stamps[:-1]])
+        steps = stamps - previous
+        gaps: list[Gap] = []
+        self._counters["out_of_order"] += int(np.sum(steps[1:] <= 0)) + int(self._last_ts is not None and steps[0] <= 0)
+        for i in np.flatnonzero(steps > self.config.gap_threshold_samples * period):
+            missing = max(1, int(round(steps[i] / period)) - 1)
+            gaps.append(Gap(int(i), float(previous[i]), float(stamps[i]), missing,
+                            reconnect=bool(fresh and i == 0)))
+        self._last_ts = float(stamps[-1])
+        chunk = Chunk(stamps, data, now, gaps, new_stream=fresh)
+        with self._lock:
+            self._counters["samples"] += len(stamps)
+            self._counters["chunks"] += 1
+            self._counters["gaps"] += len(gaps)
+            self._counters["dropped_samples"] += sum(g.missing for g in gaps)
+            self._recent_gaps.extend(gaps)
+            self._recent.append((now, len(stamps)))
+            while self._recent and now - self._recent[0][0] > 10.0:
+                self._recent.popleft()
+        for gap in gaps:
+            log.warning("EEG gap of %.3f s (%d samples missing)%s", gap.seconds, gap.missing,
+                        " across a reconnect" if gap.reconnect else "")
+        while True:
+            try:
+                self._queue.put_nowait(chunk)
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                    self._counters["queue_overflow"] += 1
+                except queue.Empty:
+                    pass
+
+
+def _describe(info) -> StreamDescription:
+    """Channel labels and units from the stream's XML description (Muse order when absent)."""
+    labels, units = [], []
+    channel = info.desc().child("channels").child("channel")
+    while not channel.empty():
+        labels.append(channel.child_value("label"))
+        units.append(channel.child_value("unit"))
+        channel = channel.next_sibling()
+    count = info.channel_count()
+    if len(labels) != count or not all(labels):
+        labels = list(DEFAULT_MUSE_LABELS[:count]) if count <= len(DEFAULT_MUSE_LABELS) else [
+            f"ch{i}" for i in range(count)]
+        units = ["microvolts"] * count
+    return StreamDescription(info.name(), info.type(), info.source_id(), count, info.nominal_srate(),
+                             tuple(labels), tuple(units), info.desc().child_value("manufacturer"),
+                             info.hostname(), info.created_at())

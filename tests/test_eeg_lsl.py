@@ -1,0 +1,196 @@
+"""LSL source against real outlets on loopback: stream checks, gaps, clocks, loss and recovery."""
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pylsl
+import pytest
+
+from edge.eeg.simulator import LABELS, SimulatorConfig, make_outlet, run_simulator
+from edge.errors import EdgeError
+from edge.sources.lsl import LSLSource, LSLSourceConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+FS = 256.0
+
+
+def _sid() -> str:
+    return f"test-{uuid.uuid4().hex[:10]}"
+
+
+def _source(sid: str, **kw) -> LSLSource:
+    cfg = dict(source_id=sid, resolve_timeout_s=0.5, backoff_initial_s=0.1, backoff_max_s=0.5)
+    cfg.update(kw)
+    src = LSLSource(LSLSourceConfig(**cfg))
+    src.start()
+    return src
+
+
+def _drain(src: LSLSource, seconds: float) -> list:
+    chunks, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        chunk = src.read(timeout=0.05)
+        if chunk is not None:
+            chunks.append(chunk)
+    return chunks
+
+
+def _push(outlet, n: int, last_stamp: float, value: float = 1.0) -> None:
+    outlet.push_chunk(np.full((n, outlet_channels(outlet)), value, dtype=np.float32), last_stamp)
+
+
+def outlet_channels(outlet) -> int:
+    return outlet.get_info().channel_count()
+
+
+def test_reads_chunks_with_labels_from_metadata():
+    sid = _sid()
+    outlet = make_outlet("Muse-T", sid, FS, LABELS, 12)
+    src = _source(sid)
+    try:
+        assert src.wait_connected(5.0)
+        t0 = pylsl.local_clock()
+        for k in range(1, 41):
+            outlet.push_chunk(np.random.default_rng(k).standard_normal((12, 5)).astype(np.float32),
+                              t0 + (12 * k - 1) / FS)
+        chunks = _drain(src, 1.0)
+        stamps = np.concatenate([c.timestamps for c in chunks])
+        assert len(stamps) == 480 and chunks[0].new_stream and not any(c.gaps for c in chunks[1:])
+        assert np.allclose(np.diff(stamps), 1 / FS, atol=1e-6)
+        assert src.description.labels == LABELS and src.description.units[0] == "microvolts"
+        stats = src.stats()
+        assert stats["samples"] == 480 and stats["gaps"] == 0 and stats["state"] == "streaming"
+    finally:
+        src.stop()
+        del outlet
+
+
+@pytest.mark.parametrize("channels, rate, match", [(3, 256.0, "3 channels"), (5, 128.0, "128 Hz")])
+def test_wrong_channel_count_or_rate_is_a_clear_error(channels, rate, match):
+    sid = _sid()
+    outlet = make_outlet("Wrong", sid, rate, LABELS[:channels], 12)
+    src = _source(sid)
+    try:
+        with pytest.raises(EdgeError, match=match):
+            src.wait_connected(5.0)
+        with pytest.raises(EdgeError, match="lsl.nominal_rate|lsl.channel_count"):
+            src.read(timeout=0.1)
+        assert src.stats()["state"] == "error"
+    finally:
+        src.stop()
+        del outlet
+
+
+def test_gap_in_timestamps_counts_dropped_samples():
+    sid = _sid()
+    outlet = make_outlet("Gappy", sid, FS, LABELS, 12)
+    src = _source(sid)
+    try:
+        assert src.wait_connected(5.0)
+        t0 = pylsl.local_clock()
+        _push(outlet, 256, t0 + 255 / FS)
+        _push(outlet, 256, t0 + (256 + 128 + 255) / FS)  # 128 samples (0.5 s) never sent
+        chunks = _drain(src, 1.0)
+        gaps = [g for c in chunks for g in c.gaps]
+        assert len(gaps) == 1 and gaps[0].missing == 128 and gaps[0].seconds == pytest.approx(129 / FS)
+        assert not gaps[0].reconnect
+        assert src.stats()["dropped_samples"] == 128 and src.stats()["gaps"] == 1
+    finally:
+        src.stop()
+        del outlet
+
+
+def test_sender_wall_clock_timestamps_are_converted_in_auto_mode():
+    sid = _sid()
+    outlet = make_outlet("Wall", sid, FS, LABELS, 12)
+    src = _source(sid)
+    try:
+        assert src.wait_connected(5.0)
+        _push(outlet, 24, time.time())
+        chunks = _drain(src, 0.5)
+        assert chunks and src.stats()["timestamp_mode"] == "wall"
+        assert abs(chunks[0].timestamps[-1] - pylsl.local_clock()) < 1.0
+    finally:
+        src.stop()
+        del outlet
+
+
+def _simulate(sid: str, seconds: float, stop: threading.Event) -> threading.Thread:
+    cfg = SimulatorConfig(source_id=sid, duration_s=seconds, wait_for_consumer_s=5.0)
+    thread = threading.Thread(target=run_simulator, args=(cfg, stop), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_closed_stream_is_found_again_without_restart():
+    sid, stop = _sid(), threading.Event()
+    first = _simulate(sid, 1.0, stop)
+    src = _source(sid)
+    try:
+        chunks = _drain(src, 1.6)
+        first.join(5)
+        time.sleep(0.5)  # the headband is "off" for a while
+        second = _simulate(sid, 1.0, stop)
+        chunks += _drain(src, 2.0)
+        second.join(5)
+        fresh = [c for c in chunks if c.new_stream]
+        assert len(fresh) == 2, "expected the initial connect and one reconnect"
+        reconnect_gaps = [g for g in fresh[1].gaps if g.reconnect]
+        assert len(reconnect_gaps) == 1 and reconnect_gaps[0].seconds > 0.4
+        stats = src.stats()
+        assert stats["connects"] == 2 and stats["reconnects"] >= 1
+        start = next(i for i, c in enumerate(chunks) if c is fresh[1])
+        after = sum(len(c.timestamps) for c in chunks[start:])
+        assert after >= 200  # most of the second second of data arrived
+    finally:
+        stop.set()
+        src.stop()
+
+
+def test_silent_stream_goes_stale_and_recovers_when_data_returns():
+    sid = _sid()
+    outlet = make_outlet("Stall", sid, FS, LABELS, 12)
+    src = _source(sid, stale_after_s=0.4)
+    try:
+        assert src.wait_connected(5.0)
+        _push(outlet, 24, pylsl.local_clock())
+        assert _drain(src, 0.3)
+        deadline = time.monotonic() + 5
+        while src.stats()["reconnects"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert src.stats()["reconnects"] >= 1
+        assert src.wait_connected(5.0)
+        time.sleep(0.3)
+        _push(outlet, 24, pylsl.local_clock(), value=7.0)
+        chunks = _drain(src, 0.6)
+        assert chunks and chunks[-1].data[-1, 0] == 7.0 and src.stats()["connects"] >= 2
+    finally:
+        src.stop()
+        del outlet
+
+
+def test_missing_liblsl_points_to_the_install_script(tmp_path):
+    # A copy of pylsl without its bundled library and no liblsl anywhere: the real load failure.
+    pkg = Path(pylsl.__file__).parent
+    shutil.copytree(pkg, tmp_path / "pylsl", ignore=shutil.ignore_patterns("*.so*", "__pycache__"))
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}", PYLSL_LIB=str(tmp_path / "nope.so"))
+    code = ("from edge.errors import EdgeError\n"
+            "from edge.sources.lsl import LSLSource\n"
+            "try:\n    LSLSource()\nexcept EdgeError as e:\n    print('EDGEERROR', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert "EDGEERROR" in out.stdout, out.stderr[-2000:]
+    assert "firmware_config/liblsl/install_liblsl.sh" in out.stdout and "PYLSL_LIB" in out.stdout
+
+
+@pytest.mark.parametrize("key, value", [("channel_count", -1), ("nominal_rate", 0), ("timestamps", "gps"),
+                                        ("stale_after_s", 0), ("gap_threshold_samples", 0.5)])
+def test_config_errors_name_the_key(key, value):
+    with pytest.raises(EdgeError, match=f"lsl.{key}"):
+        LSLSourceConfig(**{key: value}).validate()
