@@ -91,8 +91,11 @@ def test_discovery_published_retained_and_resent_when_home_assistant_comes_onlin
         wanted = {t for t, _ in discovery_messages("dev1", ["face", "voice"], pub.topics)}
         assert ha.wait_for(lambda msgs: {m.topic for m in msgs} >= wanted - {
             t for t, p in discovery_messages("dev1", ["face", "voice"], pub.topics) if not p}, 3)
-        first = [m for m in ha.messages if m.topic.endswith("/config")]
-        assert all(m.retain for m in first)
+        late = Subscriber(broker.port, ["homeassistant/#"])  # everything is on the broker by now
+        enabled = {t for t, p in discovery_messages("dev1", ["face", "voice"], pub.topics) if p}
+        assert late.wait_for(lambda msgs: {m.topic for m in msgs} >= enabled, 3)
+        late.close()
+        assert all(m.retain for m in late.messages)
         assert pub.stats()["discovery_published"] == 1
         count_before = len(ha.messages)
 

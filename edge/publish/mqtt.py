@@ -316,11 +316,11 @@ class MqttPublisher:
         with self._lock:
             first = self._counters["connect_failures"] == 0
             self._counters["connect_failures"] += 1
-            self._last_error = f"cannot reach {self.config.host}:{self.config.port}"
+            self._last_error = (f"cannot connect to {self.config.host}:{self.config.port} (broker down, wrong "
+                                "host/port, or TLS handshake refused)")
             self._unreachable = True
         self._first_outcome.set()
-        (log.warning if first else log.debug)("MQTT broker %s:%d unreachable; retrying with backoff",
-                                              self.config.host, self.config.port)
+        (log.warning if first else log.debug)("%s; retrying with backoff", self._last_error)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._lock:
