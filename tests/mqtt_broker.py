@@ -1,6 +1,6 @@
 """A real mosquitto broker on a free loopback port for the MQTT tests, plus a recording subscriber.
 
-Tests import the `broker` fixture from here (`from mqtt_broker import broker`).
+Tests get the `broker` fixture with `from mqtt_broker import broker_fixture  # noqa: F401`.
 """
 
 from __future__ import annotations
@@ -61,10 +61,9 @@ class Broker:
         self.config_path.write_text("\n".join(lines) + "\n" + extra)
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "Broker":
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.config_path), "-v"], stdout=log, stderr=log)
-        log.close()
+    def start(self) -> Broker:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.config_path), "-v"], stdout=log, stderr=log)
         try:
             wait_port(self.port)
         except TimeoutError:
@@ -87,8 +86,8 @@ class Broker:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-@pytest.fixture
-def broker(tmp_path):
+@pytest.fixture(name="broker")
+def broker_fixture(tmp_path):
     """A running anonymous mosquitto broker, stopped at teardown."""
     instance = Broker(tmp_path).start()
     yield instance
@@ -182,7 +181,7 @@ class V311OnlyProxy:
         while not self._stop.is_set():
             try:
                 conn, _ = self.listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

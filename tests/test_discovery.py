@@ -6,12 +6,12 @@ import json
 import time
 
 import pytest
+from mqtt_broker import Subscriber, broker_fixture  # noqa: F401 (the `broker` fixture)
 
 from edge import __version__
 from edge.events import KINDS, Event, utc_timestamp
 from edge.publish import MqttConfig, MqttPublisher, Topics
 from edge.publish.discovery import discovery_messages
-from mqtt_broker import Subscriber, broker  # noqa: F401
 
 REQUIRED_DEVICE_KEYS = {"identifiers", "name", "manufacturer", "model", "sw_version"}
 
@@ -37,7 +37,7 @@ def test_payloads_carry_what_home_assistant_requires():
     assert "homeassistant/sensor/kiosk-1/cpu_temperature/config" in enabled
     unique_ids = [c["unique_id"] for c in enabled.values()]
     assert len(unique_ids) == len(set(unique_ids)) == 9
-    for topic, payload in enabled.items():
+    for payload in enabled.values():
         assert payload["availability_topic"] == "emotion_edge/kiosk-1/availability"
         assert payload["payload_available"] == "online" and payload["payload_not_available"] == "offline"
         assert REQUIRED_DEVICE_KEYS <= set(payload["device"])

@@ -13,12 +13,19 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from mqtt_broker import (  # noqa: F401
+    Broker,
+    Subscriber,
+    V311OnlyProxy,
+    broker_fixture,
+    free_port,
+    make_password_file,
+)
 
 from edge.errors import EdgeError
 from edge.events import EVENT_JSON_SCHEMA, Event, utc_timestamp
 from edge.health import cpu_temperature_c
 from edge.publish import MqttConfig, MqttPublisher
-from mqtt_broker import Broker, Subscriber, V311OnlyProxy, broker, free_port, make_password_file  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 PREFIX = "emotion_edge/dev1"
@@ -62,7 +69,7 @@ def test_events_state_health_availability_topics(broker, tmp_path):
             pub.publish_event(event)
         pub.publish_state("face", {"label": "happy", "confidence": 0.7, "valence": 0.55, "arousal": 0.31,
                                    "timestamp": events[-1].timestamp, "track_id": "t1", "tracks": 1})
-        got = lambda msgs: len([m for m in msgs if m.topic.endswith("/event")]) == 10  # noqa: E731
+        got = lambda msgs: len([m for m in msgs if m.topic.endswith("/event")]) == 10
         assert sub.wait_for(got, 5), [m.topic for m in sub.messages]
 
         received = [m for m in sub.messages if m.topic.endswith("/event")]
@@ -364,8 +371,8 @@ def test_mutual_tls(tmp_path):
     broker = Broker(tmp_path, extra=f"cafile {certs['ca.pem']}\ncertfile {certs['server.pem']}\n"
                                     f"keyfile {certs['server.key']}\nrequire_certificate true\n").start()
     try:
-        tls = dict(tls_ca_file=str(certs["ca.pem"]), tls_cert_file=str(certs["client.pem"]),
-                   tls_key_file=str(certs["client.key"]))
+        tls = {"tls_ca_file": str(certs["ca.pem"]), "tls_cert_file": str(certs["client.pem"]),
+               "tls_key_file": str(certs["client.key"])}
         pub = MqttPublisher(config(broker.port, **tls), "dev1", ["face"], tmp_path / "spool")
         pub.start()
         try:
