@@ -91,7 +91,7 @@ def _window(**sim):
 
 def test_clean_signal_passes_quality_checks():
     raw, filtered, bad, feats = _window(blinks_per_min=0)
-    a = assess(raw, filtered, bad, EEGConfig(), feats.band_power)
+    a = assess(raw, filtered, bad, EEGConfig(), FS)
     assert not a.rejected, a.reasons
     assert all(q.status == "ok" and q.score > 0.9 for q in a.channels.values())
 
@@ -99,7 +99,7 @@ def test_clean_signal_passes_quality_checks():
 def test_flat_required_channel_rejects_and_flat_temporal_only_reports():
     cfg = EEGConfig()
     raw, filtered, bad, feats = _window(blinks_per_min=0, flat_channels=("AF8", "TP10"))
-    a = assess(raw, filtered, bad, cfg, feats.band_power)
+    a = assess(raw, filtered, bad, cfg, FS)
     assert a.channels["AF8"].status == "flat" and a.channels["TP10"].status == "flat"
     assert a.rejected and a.reasons == ["flat:AF8"]
 
@@ -116,9 +116,9 @@ def test_saturation_noise_blink_and_jaw_are_detected():
     assert a.channels["AF8"].status == "noisy" and a.channels["AF8"].score < 0.5 and a.rejected
     _, f_blink, b_blink, feats_blink = _window(blinks_per_min=600)  # a blink every ~0.1 s
     raw_b = raw
-    assert any(r.startswith("blink:") for r in assess(raw_b, f_blink, b_blink, cfg, feats_blink.band_power).reasons)
+    assert any(r.startswith("blink:") for r in assess(raw_b, f_blink, b_blink, cfg, FS).reasons)
     _, f_jaw, b_jaw, feats_jaw = _window(blinks_per_min=0, jaw_per_min=300)
-    reasons = assess(raw, f_jaw, b_jaw, cfg, feats_jaw.band_power).reasons
+    reasons = assess(raw, f_jaw, b_jaw, cfg, FS).reasons
     assert any(r.startswith("jaw_clench:") for r in reasons), reasons
 
 
@@ -126,7 +126,7 @@ def test_non_finite_samples_mark_the_channel_invalid():
     raw, filtered, bad, feats = _window(blinks_per_min=0)
     bad = bad.copy()
     bad[10:20, 1] = True
-    a = assess(raw, filtered, bad, EEGConfig(), feats.band_power)
+    a = assess(raw, filtered, bad, EEGConfig(), FS)
     assert a.channels["AF7"].status == "invalid" and a.reason == "invalid:AF7"
 
 

@@ -48,8 +48,8 @@ class EEGConfig:
     noisy_uv: float = 60.0
     # Filtered frontal deviation from the median above this (uV) is a blink; the window is rejected.
     blink_uv: float = 90.0
-    # Temporal 30-45 Hz RMS above this (uV) is a jaw clench (muscle artifact); the window is rejected.
-    jaw_uv: float = 6.0
+    # Temporal 30-45 Hz RMS in any 1 s piece above this (uV) is a jaw clench (muscle); window rejected.
+    jaw_uv: float = 8.0
     # Rolling per-user baseline length (s) the index is z-scored against.
     baseline_s: float = 300.0
     # Clean data (s) needed in the baseline before the index is reported (warm-up).

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.eeg.config import EEGConfig
-from edge.eeg.features import BANDS
+from edge.eeg.features import BANDS, welch_psd
 
 
 _PRIORITY = ("invalid", "flat", "saturated", "blink", "jaw_clench", "noisy")
@@ -62,9 +62,24 @@ def channel_quality(raw: np.ndarray, filtered: np.ndarray, bad: np.ndarray, conf
     return result
 
 
+def muscle_rms(x: np.ndarray, rate: float) -> float:
+    """Largest 30-45 Hz RMS (uV) over the window's half-overlapping 1 s pieces.
+
+    A clench lasts well under a second; averaged over the whole 4 s window it would be diluted.
+    """
+    piece = min(len(x), max(8, int(round(rate))))
+    low, high = BANDS["gamma"]
+    worst = 0.0
+    for start in range(0, len(x) - piece + 1, max(1, piece // 2)):
+        freqs, psd = welch_psd(x[start:start + piece], rate, segment=piece)
+        mask = (freqs >= low) & (freqs < high)
+        worst = max(worst, float(psd[mask, 0].sum() * (freqs[1] - freqs[0])))
+    return float(np.sqrt(worst))
+
+
 def assess(raw: np.ndarray, filtered: np.ndarray, bad: np.ndarray, config: EEGConfig,
-           band_power: np.ndarray | None = None) -> Assessment:
-    """Quality of every channel plus the reject decision; band_power (channels x BANDS) enables jaw checks."""
+           rate: float = 0.0) -> Assessment:
+    """Quality of every channel plus the reject decision; give the rate to enable jaw-clench checks."""
     channels = list(config.channels)
     quality = dict(zip(channels, channel_quality(raw, filtered, bad, config)))
     reasons = [f"{q.status}:{name}" for name, q in quality.items()
@@ -75,12 +90,11 @@ def assess(raw: np.ndarray, filtered: np.ndarray, bad: np.ndarray, config: EEGCo
         column = filtered[:, channels.index(name)]
         if float(np.max(np.abs(column - np.median(column)))) > config.blink_uv:
             reasons.append(f"blink:{name}")
-    if band_power is not None:
-        gamma = list(BANDS).index("gamma")
+    if rate > 0:
         for name in config.jaw_channels:
             if quality[name].status in ("flat", "saturated", "invalid"):
                 continue
-            if float(np.sqrt(band_power[channels.index(name), gamma])) > config.jaw_uv:
+            if muscle_rms(filtered[:, channels.index(name)], rate) > config.jaw_uv:
                 reasons.append(f"jaw_clench:{name}")
     # Most specific cause first: a blink explains a "noisy" frontal channel better than "noisy" does.
     reasons.sort(key=lambda r: _PRIORITY.index(r.split(":")[0]))
