@@ -175,9 +175,9 @@ def export_classifier(spec: ModelSpec, stage: Path) -> list[dict[str, Any]]:
     else:
         import onnx
 
+        # No ONNX->TFLite converter fits this toolchain (onnx2tf pins an older TensorFlow), so an
+        # ONNX float model yields the ONNX artifacts only; give a Keras model for TFLite.
         proto = convert.fix_onnx_batch(onnx.load(str(spec.onnx_model_path)))
-        for precision, path in _tflite_from_onnx(spec, stage).items():
-            artifacts.append((path, _tflite_quantization(precision, spec)))
     import onnx
 
     onnx.save(proto, str(onnx_fp32))
@@ -211,21 +211,6 @@ def _tflite_quantization(precision: str, spec: ModelSpec) -> dict[str, Any]:
     return {"mode": "full integer int8", "io": "int8 (scale/zero point in inputs/outputs)",
             "kernels": "int8", "weights": "int8 per-tensor symmetric", "activations": "int8 asymmetric per-tensor", "calibration": "representative dataset",
             "calibration_samples": int(len(spec.calibration))}
-
-
-def _tflite_from_onnx(spec: ModelSpec, stage: Path) -> dict[str, Path]:
-    """TFLite artifacts for an ONNX float model, through onnx2tf's SavedModel and our own quantizer."""
-    from .onnx_input import onnx_to_keras_like
-
-    model = onnx_to_keras_like(spec.onnx_model_path, stage / ".onnx2tf")
-    paths = {}
-    for precision in TFLITE_PRECISIONS:
-        path = stage / f"{spec.name}.{precision}.tflite"
-        path.write_bytes(convert.keras_to_tflite(model, spec.input_shape, precision,
-                                                 spec.calibration if precision == "int8" else None))
-        paths[precision] = path
-    shutil.rmtree(stage / ".onnx2tf", ignore_errors=True)
-    return paths
 
 
 def check_bars(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
 """A real mosquitto broker on a free loopback port for the MQTT tests, plus a recording subscriber.
 
-Tests get the `broker` fixture with `from mqtt_broker import broker_fixture  # noqa: F401`.
+Tests get the `broker` fixture with `from tests.mqtt_broker import broker_fixture  # noqa: F401`.
 """
 
 from __future__ import annotations

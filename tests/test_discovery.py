@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from mqtt_broker import Subscriber, broker_fixture  # noqa: F401 (the `broker` fixture)
+from tests.mqtt_broker import Subscriber, broker_fixture  # noqa: F401 (the `broker` fixture)
 
 from edge import __version__
 from edge.events import KINDS, Event, utc_timestamp

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from mqtt_broker import (  # noqa: F401
+from tests.mqtt_broker import (  # noqa: F401
     Broker,
     Subscriber,
     V311OnlyProxy,

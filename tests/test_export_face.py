@@ -1,0 +1,178 @@
+"""The face export: real pinned models through the real converters, checked on the device runtimes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edge.backends import open_model
+from edge.errors import EdgeError
+from edge.face.detector import FaceDetector, square_crop_box
+from edge.face.preprocess import crops_to_batch
+from edge.manifest import REQUIRED_KEYS, load_manifest, sha256_file
+from export.sources import PINNED
+
+from .conftest import ROOT, run_export
+
+EMOTION_ARTIFACTS = ["emotion.fp32.tflite", "emotion.fp16.tflite", "emotion.int8.tflite",
+                     "emotion.fp32.onnx", "emotion.int8.onnx"]
+DETECTOR_ARTIFACTS = ["detector.fp32.tflite", "detector.fp32.onnx"]
+FER_LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+
+
+def validation_crops():
+    """Faces the quantizer never saw: the odd-numbered LFW-subset faces (the export calibrates on the even)."""
+    from skimage import data
+
+    faces = (data.lfw_subset()[1:100:2] * 255).round().astype(np.uint8)
+    return list(faces)
+
+
+@pytest.fixture(scope="module")
+def float_reference(face_models):
+    import keras
+
+    from export.sources import fetch
+
+    model = keras.models.load_model(str(fetch("fer-emotion")), compile=False)
+    manifest = load_manifest(face_models / "emotion.fp32.tflite")
+    batch = crops_to_batch(validation_crops(), manifest.preprocessing)
+    return batch, model.predict(batch, verbose=0)
+
+
+def test_every_artifact_and_report_exist(face_models):
+    report = json.loads((face_models / "parity.json").read_text())
+    assert [row["artifact"] for row in report["artifacts"]] == DETECTOR_ARTIFACTS + EMOTION_ARTIFACTS
+    for name in EMOTION_ARTIFACTS + DETECTOR_ARTIFACTS:
+        assert (face_models / name).is_file()
+        assert (face_models / f"{name}.json").is_file()
+    assert not list(face_models.parent.glob(".face.staging-*")), "staging directory left behind"
+
+
+@pytest.mark.parametrize("name", EMOTION_ARTIFACTS + DETECTOR_ARTIFACTS)
+def test_manifest_is_complete_and_hashes_match(face_models, name):
+    manifest = load_manifest(face_models / name)  # verifies the artifact's sha256
+    data = manifest.data
+    for key in REQUIRED_KEYS + ("parity",):
+        assert key in data, key
+    assert data["artifact"]["sha256"] == sha256_file(face_models / name)
+    assert data["inputs"][0]["layout"] == "NHWC"
+    assert all(isinstance(d, int) and d > 0 for d in data["inputs"][0]["shape"]), "shapes must be static"
+    pinned = PINNED["fer-emotion" if name.startswith("emotion") else "blazeface-short"]
+    assert data["source"]["sha256"] == pinned.sha256
+    assert data["source"]["version"] == pinned.version
+    if name.startswith("emotion"):
+        assert data["labels"] == FER_LABELS
+        assert data["preprocessing"]["color"] == "gray" and data["preprocessing"]["size"] == [64, 64]
+
+
+def test_int8_tflite_is_integer_end_to_end(face_models):
+    manifest = load_manifest(face_models / "emotion.int8.tflite")
+    assert manifest.data["inputs"][0]["dtype"] == "int8"
+    assert manifest.data["outputs"][0]["dtype"] == "int8"
+    assert manifest.data["inputs"][0]["quantization"]["scale"] > 0
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(face_models / "emotion.int8.tflite"))
+    weight_types = {d["dtype"] for d in interpreter.get_tensor_details() if len(d["shape"]) == 4 and d["shape"][0] > 1}
+    assert weight_types == {np.int8}, weight_types
+
+
+def test_onnx_int8_is_qdq_with_symmetric_quantization(face_models):
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(face_models / "emotion.int8.onnx"))
+    ops = {node.op_type for node in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert "QLinearConv" not in ops, "TensorRT wants QDQ, not QOperator form"
+    zero_points = [numpy_helper.to_array(init) for init in model.graph.initializer if init.name.endswith("zero_point")]
+    assert zero_points and all(np.all(zp == 0) for zp in zero_points), "activations and weights must be symmetric"
+    per_channel = [numpy_helper.to_array(i) for i in model.graph.initializer if i.name.endswith("_scale")]
+    assert any(scale.ndim == 1 and scale.size > 1 for scale in per_channel), "weights must be per-channel"
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 64, 64, 1]
+
+
+@pytest.mark.parametrize("name,min_agreement", [
+    ("emotion.fp32.tflite", 0.999), ("emotion.fp32.onnx", 0.999), ("emotion.fp16.tflite", 0.98),
+    # Product bar for int8 TFLite is 98%; measured 94.5-97.3% depending on seed (see README), so this
+    # guards against regressions below the measured band rather than claiming the bar.
+    ("emotion.int8.tflite", 0.92), ("emotion.int8.onnx", 0.92),
+])
+def test_artifact_agrees_with_float_model_on_real_faces(face_models, float_reference, name, min_agreement):
+    batch, reference = float_reference
+    probs = open_model(face_models / name).predict(batch)
+    assert probs.shape == reference.shape
+    agreement = float(np.mean(probs.argmax(1) == reference.argmax(1)))
+    assert agreement >= min_agreement, f"{name}: {agreement:.3f}"
+    assert float(np.abs(probs - reference).mean()) < 0.02
+
+
+def test_parity_report_matches_a_fresh_measurement(face_models):
+    report = {row["artifact"]: row for row in json.loads((face_models / "parity.json").read_text())["artifacts"]}
+    for name in EMOTION_ARTIFACTS:
+        parity = load_manifest(face_models / name).data["parity"]
+        assert parity["top1_agreement"] == report[name]["top1_agreement"]
+        assert 0 <= parity["mean_abs_prob_error"] <= parity["max_abs_prob_error"] <= 1
+        assert parity["samples"] >= 200
+    assert report["emotion.fp32.tflite"]["top1_agreement"] == 1.0
+
+
+def test_int8_size_bar(face_models):
+    ratio = (face_models / "emotion.int8.tflite").stat().st_size / (face_models / "emotion.fp32.tflite").stat().st_size
+    assert ratio <= 0.35, ratio
+    bars = json.loads((face_models / "parity.json").read_text())["bars"]
+    assert any(bar["bar"].startswith("int8 TFLite size") and bar["passed"] for bar in bars)
+
+
+@pytest.mark.parametrize("name", EMOTION_ARTIFACTS)
+def test_smiling_astronaut_is_happy(face_models, name):
+    """End to end on the device path: detector artifact finds the face, emotion artifact says happy."""
+    from skimage import data
+
+    image = data.astronaut()
+    detector = FaceDetector(open_model(face_models / "detector.fp32.tflite"))
+    faces = detector.detect(image)
+    assert len(faces) == 1
+    model = open_model(face_models / name)
+    x0, y0, x1, y1 = square_crop_box(faces[0], image.shape, model.manifest.preprocessing["crop_margin"])
+    probs = model.predict(crops_to_batch([image[y0:y1, x0:x1]], model.manifest.preprocessing))[0]
+    assert model.manifest.labels[int(probs.argmax())] == "happy", dict(zip(model.manifest.labels, probs.round(3)))
+
+
+def test_onnx_detector_finds_the_same_faces(face_models):
+    from skimage import data
+
+    boxes = {}
+    for name in DETECTOR_ARTIFACTS:
+        faces = FaceDetector(open_model(face_models / name)).detect(data.astronaut())
+        boxes[name] = np.array([face.box for face in faces])
+    assert boxes[DETECTOR_ARTIFACTS[0]].shape == (1, 4)
+    assert np.abs(boxes[DETECTOR_ARTIFACTS[0]] - boxes[DETECTOR_ARTIFACTS[1]]).max() < 2.0
+
+
+def test_corrupted_artifact_is_refused(face_models, tmp_path):
+    import shutil
+
+    copy = tmp_path / "face"
+    shutil.copytree(face_models, copy)
+    artifact = copy / "emotion.int8.tflite"
+    data = bytearray(artifact.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    artifact.write_bytes(bytes(data))
+    with pytest.raises(EdgeError, match="does not match its manifest"):
+        open_model(artifact)
+
+
+def test_edge_never_imports_tensorflow():
+    code = ("import sys, edge, edge.backends, edge.backends.litert, edge.backends.onnxrt, edge.face.detector, "
+            "edge.face.preprocess, edge.manifest, edge.affect, edge.events\n"
+            "heavy = [m for m in ('tensorflow', 'torch', 'keras', 'tf2onnx') if m in sys.modules]\n"
+            "assert not heavy, heavy")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
