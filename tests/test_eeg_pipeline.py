@@ -25,12 +25,12 @@ def _run(segments, config=None, sim=None, classifier=None):
     """Simulate over LSL, run the pipeline on everything that arrives; returns the events."""
     sid = f"test-{uuid.uuid4().hex[:10]}"
     stop = threading.Event()
-    settings = dict(source_id=sid, speed=SPEED, wait_for_consumer_s=5.0, blinks_per_min=0, seed=11)
+    settings = dict(source_id=sid, speed=SPEED, wait_for_consumer_s=10.0, blinks_per_min=0, seed=11)
     settings.update(sim or {})
     sim_cfg = SimulatorConfig(**settings)
     thread = threading.Thread(target=run_simulator, args=(sim_cfg, stop, segments), daemon=True)
     thread.start()
-    source = LSLSource(LSLSourceConfig(source_id=sid, resolve_timeout_s=0.5, buffer_s=360))
+    source = LSLSource(LSLSourceConfig(source_id=sid, resolve_timeout_s=1.0, backoff_max_s=0.5, buffer_s=360))
     source.start()
     pipeline = EEGPipeline(config, source=source, classifier=classifier, device_id="test-device")
     events = []
@@ -100,7 +100,7 @@ def test_flat_channels_are_reported_and_a_flat_frontal_channel_rejects():
 def test_nan_and_infinity_over_lsl_reject_windows_then_processing_recovers():
     sid = f"test-{uuid.uuid4().hex[:10]}"
     outlet = make_outlet("Muse-NaN", sid, FS, LABELS, 12)
-    source = LSLSource(LSLSourceConfig(source_id=sid, resolve_timeout_s=0.5))
+    source = LSLSource(LSLSourceConfig(source_id=sid, resolve_timeout_s=1.0, backoff_max_s=0.5))
     source.start()
     pipeline = EEGPipeline(source=source)
     try:
@@ -141,7 +141,7 @@ def test_stream_without_the_configured_channels_is_a_clear_error():
 def test_run_raises_the_wrong_stream_error_instead_of_spinning():
     sid = f"test-{uuid.uuid4().hex[:10]}"
     outlet = make_outlet("Three", sid, FS, LABELS[:3], 12)
-    source = LSLSource(LSLSourceConfig(source_id=sid, resolve_timeout_s=0.5))
+    source = LSLSource(LSLSourceConfig(source_id=sid, resolve_timeout_s=1.0, backoff_max_s=0.5))
     source.start()
     stop = threading.Event()
     try:
@@ -157,9 +157,9 @@ def test_run_publishes_events_and_survives_a_failing_publisher():
     sid = f"test-{uuid.uuid4().hex[:10]}"
     stop = threading.Event()
     sim = threading.Thread(target=run_simulator, daemon=True, args=(
-        SimulatorConfig(source_id=sid, speed=10, duration_s=8, wait_for_consumer_s=5, blinks_per_min=0), stop))
+        SimulatorConfig(source_id=sid, speed=10, duration_s=8, wait_for_consumer_s=10, blinks_per_min=0), stop))
     sim.start()
-    source = LSLSource(LSLSourceConfig(source_id=sid, resolve_timeout_s=0.5))
+    source = LSLSource(LSLSourceConfig(source_id=sid, resolve_timeout_s=1.0, backoff_max_s=0.5))
     source.start()
     pipeline = EEGPipeline(source=source)
     published = []

@@ -90,7 +90,7 @@ def test_recording_replays_through_the_simulator(tmp_path):
     cfg = SimulatorConfig(source_id=sid, replay=str(tmp_path / "r.csv"), speed=5, wait_for_consumer_s=5)
     thread = threading.Thread(target=run_simulator, args=(cfg, stop), daemon=True)
     thread.start()
-    src = LSLSource(LSLSourceConfig(source_id=sid, resolve_timeout_s=0.5))
+    src = LSLSource(LSLSourceConfig(source_id=sid, resolve_timeout_s=1.0, backoff_max_s=0.5))
     src.start()
     chunks, deadline = [], time.monotonic() + 10
     while sum(len(c.timestamps) for c in chunks) < 600 and time.monotonic() < deadline:

@@ -339,10 +339,15 @@ class LSLSource:
         pylsl, cfg = self._pylsl, self.config
         while not self._stop.is_set():
             try:
-                data, stamps = inlet.pull_chunk(timeout=0.1, max_samples=1024)
+                # pull_chunk with a timeout waits for max_samples; block on one sample instead, then
+                # take whatever else is already there, so a chunk is handed on as soon as it lands.
+                first, first_ts = inlet.pull_sample(timeout=0.1)
+                data, stamps = ([], []) if first_ts is None else inlet.pull_chunk(timeout=0.0, max_samples=1024)
             except pylsl.util.LostError:
                 return "sender closed the stream"
             now = pylsl.local_clock()
+            if first_ts is not None:
+                data, stamps = [first] + list(data), [first_ts] + list(stamps)
             if not stamps:
                 if now - self._last_data > cfg.stale_after_s:
                     return f"no data for {cfg.stale_after_s:g} s"
