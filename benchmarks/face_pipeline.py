@@ -1,0 +1,486 @@
+"""Face pipeline throughput on a 640x480 video with one to three faces, against decode-only and `fer`.
+
+For each emotion artifact / backend (int8 and fp32 TFLite on LiteRT, int8 and fp32 ONNX on ONNX
+Runtime; the detector runs on the same backend) and 1 and 2 inference threads, this process runs
+the loop the device runs: decode a frame (cv2.VideoCapture.read + BGR->RGB), FacePipeline.process
+(detect, classify, plus tracking/smoothing/events as "other"), publish its events and state through
+MqttPublisher to a real mosquitto this script starts on a free loopback port. End-to-end fps =
+timed frames / wall time of that loop. Set beside it:
+- decode-only fps of the same video (the ceiling no pipeline can beat);
+- the `fer` library (25.10.3, same mini-Xception weights) on the same video, in its own venv
+  benchmarks/.venv-fer (built on first use: fer needs TensorFlow, which the runtime must not);
+- peak RSS of a child process that only imports edge and runs the pipeline;
+- the installed size of the `[runtime]` extra in a throwaway venv (and that TensorFlow is not in it).
+Bars (measured, PASS/FAIL): end-to-end fps >= 60% of decode-only, and >= 10x fer's fps.
+
+Usage: python benchmarks/face_pipeline.py [--frames 300] [--models models/face] [--quick]
+Writes benchmarks/results/face_pipeline.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import cv2
+
+from edge.demo import FPS, HEIGHT, WIDTH, build_demo_video
+from edge.demo import frames as demo_frames
+from edge.face.pipeline import FaceConfig, FacePipeline
+from edge.publish.mqtt import MqttConfig, MqttPublisher
+
+RESULTS = ROOT / "benchmarks" / "results"
+FER_VENV = ROOT / "benchmarks" / ".venv-fer"
+FER_PACKAGES = ["tensorflow-cpu==2.21.0", "opencv-python<5", "requests", "Pillow", "setuptools<81"]
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+# (emotion artifact, detector artifact, backend)
+ARTIFACTS = [
+    ("emotion.int8.tflite", "detector.fp32.tflite", "litert"),
+    ("emotion.fp32.tflite", "detector.fp32.tflite", "litert"),
+    ("emotion.int8.onnx", "detector.fp32.onnx", "onnxruntime"),
+    ("emotion.fp32.onnx", "detector.fp32.onnx", "onnxruntime"),
+]
+DECODE_BAR, FER_BAR = 0.6, 10.0
+
+
+class LoopingVideo:
+    """Reads RGB frames from a video file, reopening it at the end so any frame count can be timed."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+        self.capture = cv2.VideoCapture(self.path)
+        if not self.capture.isOpened():
+            raise SystemExit(f"OpenCV cannot open {self.path}")
+
+    def read(self) -> np.ndarray:
+        for _ in range(2):
+            ok, bgr = self.capture.read()
+            if ok:
+                return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            self.capture.release()
+            self.capture = cv2.VideoCapture(self.path)
+        raise SystemExit(f"no frame could be read from {self.path}")
+
+    def close(self) -> None:
+        self.capture.release()
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def build_video(path: Path, seconds: int) -> Path:
+    """The demo scene; the stock 12 s clip, or a longer rendering of it written atomically."""
+    if seconds == 12:
+        return build_demo_video(path)
+    if path.is_file() and path.stat().st_size > 0:
+        return path
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.avi")
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (WIDTH, HEIGHT))
+    for frame in demo_frames(seconds=seconds):
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    os.replace(tmp, path)
+    return path
+
+
+# ---- mosquitto -----------------------------------------------------------------------------------
+
+class Mosquitto:
+    """A throwaway broker on a free loopback port."""
+
+    def __init__(self, workdir: Path):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        conf = workdir / "mosquitto.conf"
+        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence false"]
+        if os.getuid() == 0:
+            import pwd
+            lines.append(f"user {pwd.getpwuid(0).pw_name}")
+        conf.write_text("\n".join(lines) + "\n")
+        self.log = workdir / "mosquitto.log"
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=out, stderr=out)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise SystemExit(f"mosquitto did not start: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+# ---- measurements --------------------------------------------------------------------------------
+
+def decode_only(video: Path, frames: int, warmup: int) -> dict:
+    source = LoopingVideo(video)
+    for _ in range(warmup):
+        source.read()
+    start = time.perf_counter()
+    for _ in range(frames):
+        source.read()
+    seconds = time.perf_counter() - start
+    source.close()
+    return {"frames": frames, "seconds": round(seconds, 4), "fps": round(frames / seconds, 2)}
+
+
+def face_config(models: Path, emotion: str, detector: str, backend: str, threads: int) -> FaceConfig:
+    return FaceConfig(models=str(models), emotion=emotion, detector=detector, backend=backend, threads=threads)
+
+
+def pipeline_run(video: Path, config: FaceConfig, frames: int, warmup: int, port: int, workdir: Path) -> dict:
+    """The device loop (decode -> pipeline -> publish) over `frames` timed frames."""
+    pipeline = FacePipeline(config, device_id="bench")
+    spool = Path(tempfile.mkdtemp(dir=workdir, prefix="spool-"))
+    publisher = MqttPublisher(MqttConfig(host="127.0.0.1", port=port, discovery=False, client_id=spool.name),
+                              "bench", ["face"], spool)
+    publisher.start()
+    if not publisher.is_connected():
+        raise SystemExit(f"MqttPublisher did not connect to the benchmark broker on port {port}")
+    source = LoopingVideo(video)
+    stages = {name: [] for name in ("decode", "detect", "classify", "other", "publish")}
+    events = states = faces = 0
+    try:
+        for index in range(warmup + frames):
+            if index == warmup:
+                loop_start = time.perf_counter()
+                for values in stages.values():
+                    values.clear()
+                events = states = faces = 0
+            t0 = time.perf_counter()
+            image = source.read()
+            t1 = time.perf_counter()
+            result = pipeline.process(image, time.time(), t1)
+            t2 = time.perf_counter()
+            for event in result.events:
+                publisher.publish_event(event)
+            if result.state is not None:
+                publisher.publish_state("face", result.state)
+            t3 = time.perf_counter()
+            stages["decode"].append((t1 - t0) * 1000)
+            stages["detect"].append(result.timings_ms["detect"])
+            stages["classify"].append(result.timings_ms["classify"])
+            stages["other"].append((t2 - t1) * 1000 - result.timings_ms["detect"] - result.timings_ms["classify"])
+            stages["publish"].append((t3 - t2) * 1000)
+            events += len(result.events)
+            states += result.state is not None
+            faces += result.faces
+        seconds = time.perf_counter() - loop_start
+    finally:
+        source.close()
+        for event in pipeline.close():
+            publisher.publish_event(event)
+        publisher.stop()
+    stats = publisher.stats()
+    return {
+        "frames": frames, "seconds": round(seconds, 4), "fps": round(frames / seconds, 2),
+        "stages_ms": {name: {"mean": round(float(np.mean(v)), 3), "p95": round(float(np.percentile(v, 95)), 3)}
+                      for name, v in stages.items()},
+        "faces_per_frame": round(faces / frames, 3), "events": events, "states": states,
+        "events_acked_by_broker": stats.get("events_acked"),
+    }
+
+
+def memory_child(args) -> int:
+    """Child mode: run only the pipeline (with cv2 decoding) and report the RSS high-water mark."""
+    config = face_config(Path(args.models), args.emotion, args.detector, args.backend, args.threads)
+    pipeline = FacePipeline(config, device_id="bench")
+    source = LoopingVideo(Path(args.video))
+    faces = 0
+    for _ in range(args.frames):
+        faces += pipeline.process(source.read(), time.time()).faces
+    source.close()
+    print(json.dumps({
+        "maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # KiB on Linux
+        "frames": args.frames, "faces": faces,
+        "tensorflow_imported": "tensorflow" in sys.modules, "torch_imported": "torch" in sys.modules,
+    }))
+    return 0
+
+
+def peak_memory(args, video: Path, emotion: str, detector: str, backend: str, threads: int, frames: int) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", "--models", str(args.models),
+           "--video", str(video), "--emotion", emotion, "--detector", detector, "--backend", backend,
+           "--threads", str(threads), "--frames", str(frames)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        return {"error": done.stderr[-2000:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ---- fer baseline --------------------------------------------------------------------------------
+
+def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def ensure_fer_venv() -> tuple[Path | None, str]:
+    """benchmarks/.venv-fer with fer 25.10.3 and only what `FER(mtcnn=False)` imports; (python, note)."""
+    python = FER_VENV / "bin" / "python"
+    ready = FER_VENV / ".fer-ready"
+    if ready.is_file() and python.exists():
+        return python, "reused"
+    base = getattr(sys, "_base_executable", sys.executable)
+    steps = [
+        [base, "-m", "venv", "--clear", str(FER_VENV)],
+        # fer's own requirements pull facenet-pytorch (torch), moviepy, pandas... none of which the
+        # Haar-cascade path needs, so fer goes in without dependencies and its imports are added.
+        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "fer==25.10.3"],
+        [str(python), "-m", "pip", "install", "--quiet", *FER_PACKAGES],
+        [str(python), "-c", "from fer.fer import FER; FER(mtcnn=False)"],
+    ]
+    for step in steps:
+        try:
+            done = _run(step, timeout=1800)
+        except subprocess.TimeoutExpired:
+            return None, f"timed out: {' '.join(step)}"
+        if done.returncode != 0:
+            return None, f"failed: {' '.join(step)}\n{done.stderr[-1500:]}"
+        if step[1:3] == ["-m", "venv"]:
+            (FER_VENV / ".gitignore").write_text("*\n")  # keep the venv out of git
+    ready.write_text(" ".join(["fer==25.10.3", *FER_PACKAGES]) + "\n")
+    return python, "built"
+
+
+def fer_baseline(video: Path, frames: int) -> dict:
+    python, note = ensure_fer_venv()
+    if python is None:
+        return {"available": False, "error": f"the fer venv could not be built ({note})"}
+    out = {"available": True, "venv": str(FER_VENV.relative_to(ROOT)), "venv_status": note,
+           "packages": ["fer==25.10.3 (--no-deps)", *FER_PACKAGES]}
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    for mode in ("keras", "tflite"):
+        done = subprocess.run([str(python), str(ROOT / "benchmarks" / "fer_baseline.py"), "--video", str(video),
+                               "--frames", str(frames), "--mode", mode],
+                              capture_output=True, text=True, timeout=3600, env=env, check=False)
+        if done.returncode != 0:
+            out[mode] = {"error": done.stderr[-2000:]}
+            continue
+        out[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
+# ---- installed size ------------------------------------------------------------------------------
+
+def _tree_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def runtime_install_size() -> dict:
+    """pip install '<repo>[runtime]' into a throwaway venv and sum its site-packages."""
+    base = getattr(sys, "_base_executable", sys.executable)
+    with tempfile.TemporaryDirectory(prefix="runtime-size-") as tmp:
+        venv = Path(tmp) / "venv"
+        done = _run([base, "-m", "venv", str(venv)], timeout=300)
+        if done.returncode != 0:
+            return {"error": done.stderr[-1500:]}
+        site = next((venv / "lib").glob("python*/site-packages"))
+        empty = _tree_bytes(site)
+        done = _run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", f"{ROOT}[runtime]"],
+                    timeout=1800)
+        if done.returncode != 0:
+            return {"error": done.stderr[-2000:]}
+        total = _tree_bytes(site)
+        listing = _run([str(venv / "bin" / "python"), "-m", "pip", "list", "--format=json"], timeout=120)
+        packages = sorted(p["name"].lower() for p in json.loads(listing.stdout))
+        heavy = [p for p in packages if p.startswith(("tensorflow", "torch", "keras", "tf-keras", "jax"))]
+        largest = sorted(((_tree_bytes(d), d.name) for d in site.iterdir() if d.is_dir()), reverse=True)[:6]
+    return {
+        "site_packages_mb": round(total / 1e6, 1), "added_by_extra_mb": round((total - empty) / 1e6, 1),
+        "empty_venv_mb": round(empty / 1e6, 1), "packages": packages,
+        "tensorflow_or_torch_installed": heavy, "largest_dirs_mb": {n: round(b / 1e6, 1) for b, n in largest},
+    }
+
+
+# ---- report --------------------------------------------------------------------------------------
+
+def bars(e2e_fps: float, decode_fps: float, fer: dict) -> dict:
+    out = {"decode": {"needed_fps": round(DECODE_BAR * decode_fps, 2), "ratio": round(e2e_fps / decode_fps, 3),
+                      "pass": e2e_fps >= DECODE_BAR * decode_fps}}
+    for mode in ("keras", "tflite"):
+        fps = fer.get(mode, {}).get("fps") if fer.get("available") else None
+        if fps:
+            out[f"fer_{mode}"] = {"needed_fps": round(FER_BAR * fps, 2), "ratio": round(e2e_fps / fps, 2),
+                                  "pass": e2e_fps >= FER_BAR * fps}
+        else:
+            out[f"fer_{mode}"] = {"pass": None, "why": "fer not measured"}
+    return out
+
+
+def verdict(value) -> str:
+    return "n/a" if value is None else ("PASS" if value else "FAIL")
+
+
+def print_table(result: dict) -> None:
+    decode = result["decode_only"]["fps"]
+    print(f"\nvideo {result['video']['path']} ({result['video']['width']}x{result['video']['height']}, "
+          f"{result['video']['frames_in_file']} frames); decode-only {decode:.1f} fps")
+    head = (f"{'emotion artifact':<22}{'backend':<12}{'thr':>4}{'fps':>8}{'decode':>8}{'detect':>8}"
+            f"{'classify':>9}{'other':>7}{'publish':>8}{'faces/f':>8}{'load':>6}  {'>=60% dec':<10}{'>=10x fer':<10}")
+    print(head)
+    print("-" * len(head))
+    for run in result["runs"]:
+        s = run["stages_ms"]
+        print(f"{run['emotion']:<22}{run['backend']:<12}{run['threads']:>4}{run['fps']:>8.1f}"
+              f"{s['decode']['mean']:>8.2f}{s['detect']['mean']:>8.2f}{s['classify']['mean']:>9.2f}"
+              f"{s['other']['mean']:>7.2f}{s['publish']['mean']:>8.3f}{run['faces_per_frame']:>8.2f}"
+              f"{max(run['loadavg_1m']):>6.1f}  "
+              f"{verdict(run['bars']['decode']['pass']):<10}{verdict(run['bars']['fer_keras']['pass']):<10}")
+    print("(stage columns: mean ms per frame; load: highest 1-min load average around the run)")
+    busiest = max(max(run["loadavg_1m"]) for run in result["runs"])
+    if busiest > result["machine"]["cpus"]:
+        print(f"WARNING: load average reached {busiest:.1f} on {result['machine']['cpus']} CPUs: other processes "
+              "competed for the CPU, so these rates understate an idle device")
+    fer = result["fer"]
+    if fer.get("available"):
+        for mode in ("keras", "tflite"):
+            m = fer.get(mode, {})
+            if "fps" in m:
+                print(f"fer 25.10.3 ({mode}): {m['fps']:.2f} fps, {m['faces_per_frame']:.2f} faces/frame")
+            else:
+                print(f"fer 25.10.3 ({mode}): failed: {m.get('error', '')[-300:]}")
+    else:
+        print(f"fer: NOT MEASURED - {fer.get('error') or fer.get('skipped')}")
+    for mem in result["peak_memory"]:
+        if "maxrss_mb" in mem:
+            print(f"peak RSS {mem['emotion']} ({mem['backend']}, {mem['threads']} thr): {mem['maxrss_mb']} MB, "
+                  f"tensorflow imported: {mem['tensorflow_imported']}")
+        else:
+            print(f"peak RSS {mem['emotion']}: failed: {mem.get('error', '')[-300:]}")
+    size = result["runtime_install"]
+    if "site_packages_mb" in size:
+        print(f"[runtime] extra: site-packages {size['site_packages_mb']} MB ({size['added_by_extra_mb']} MB added "
+              f"to an empty venv); tensorflow/torch installed: {size['tensorflow_or_torch_installed'] or 'none'}")
+    else:
+        print(f"[runtime] extra size: {size.get('skipped') or size.get('error', '')[-300:]}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default=str(ROOT / "models" / "face"),
+                        help="model directory written by `emotion-export face`")
+    parser.add_argument("--video", default="", help="video to use (default: the demo scene, built once)")
+    parser.add_argument("--seconds", type=int, default=12, help="length of the built demo video")
+    parser.add_argument("--frames", type=int, default=300, help="timed frames per run (the video loops)")
+    parser.add_argument("--warmup", type=int, default=15, help="untimed frames before each run")
+    parser.add_argument("--threads", default="1,2", help="comma-separated inference thread counts")
+    parser.add_argument("--fer-frames", type=int, default=150, help="timed frames for each fer run")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: few frames, 1 thread, one memory probe, no fer, no install size")
+    parser.add_argument("--out", default=str(RESULTS / "face_pipeline.json"))
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--emotion", default="emotion.int8.tflite", help=argparse.SUPPRESS)
+    parser.add_argument("--detector", default="detector.fp32.tflite", help=argparse.SUPPRESS)
+    parser.add_argument("--backend", default="litert", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.memory_child:
+        args.threads = int(args.threads)
+        return memory_child(args)
+
+    models = Path(args.models)
+    if not (models / "emotion.int8.tflite.json").is_file():
+        raise SystemExit(f"{models} holds no exported face models: run `emotion-export face --out {models}` "
+                         "or pass --models")
+    if args.quick:
+        args.frames, args.warmup, args.threads = min(args.frames, 20), 3, "1"
+    threads = [int(t) for t in args.threads.split(",")]
+    video = Path(args.video) if args.video else build_video(
+        RESULTS / f"demo_{WIDTH}x{HEIGHT}_{args.seconds}s.avi", args.seconds)
+    probe = cv2.VideoCapture(str(video))
+    video_info = {"path": str(video), "width": int(probe.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                  "height": int(probe.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                  "frames_in_file": int(probe.get(cv2.CAP_PROP_FRAME_COUNT)),
+                  "fourcc": int(probe.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode(errors="replace")}
+    probe.release()
+
+    result = {"benchmark": "face_pipeline", "quick": args.quick, "video": video_info, "models": str(models),
+              "machine": {"python": platform.python_version(), "platform": platform.platform(),
+                          "cpus": os.cpu_count(), "opencv": cv2.__version__},
+              "bars": {"decode_fraction": DECODE_BAR, "fer_multiple": FER_BAR}}
+    load_before = os.getloadavg()[0]
+    result["decode_only"] = decode_only(video, args.frames, args.warmup)
+    result["decode_only"]["loadavg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+
+    with tempfile.TemporaryDirectory(prefix="face-bench-") as tmp:
+        broker = Mosquitto(Path(tmp))
+        runs = []
+        try:
+            for emotion, detector, backend in ARTIFACTS:
+                for count in threads:
+                    config = face_config(models, emotion, detector, backend, count)
+                    load_before = os.getloadavg()[0]
+                    run = pipeline_run(video, config, args.frames, args.warmup, broker.port, Path(tmp))
+                    runs.append({"emotion": emotion, "detector": detector, "backend": backend, "threads": count,
+                                 **run, "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]})
+                    print(f"{emotion:<22}{backend:<12}{count} thr: {run['fps']:.1f} fps", flush=True)
+        finally:
+            broker.stop()
+    result["runs"] = runs
+
+    if args.quick:
+        result["fer"] = {"available": False, "skipped": "--quick"}
+        result["runtime_install"] = {"skipped": "--quick"}
+    else:
+        result["fer"] = fer_baseline(video, args.fer_frames)
+    for run in runs:
+        run["bars"] = bars(run["fps"], result["decode_only"]["fps"], result["fer"])
+
+    memory_configs = ARTIFACTS[:1] if args.quick else ARTIFACTS
+    result["peak_memory"] = [
+        {"emotion": e, "backend": b, "threads": max(threads),
+         **peak_memory(args, video, e, d, b, max(threads), max(args.frames, 30))}
+        for e, d, b in memory_configs]
+    if not args.quick:
+        result["runtime_install"] = runtime_install_size()
+
+    best = max(runs, key=lambda r: r["fps"])
+    result["summary"] = {
+        "decode_only_fps": result["decode_only"]["fps"], "best_run": f"{best['emotion']} {best['threads']} thr",
+        "best_fps": best["fps"],
+        "fer_keras_fps": result["fer"].get("keras", {}).get("fps") if result["fer"].get("available") else None,
+        "fer_tflite_fps": result["fer"].get("tflite", {}).get("fps") if result["fer"].get("available") else None,
+        "all_pass_decode_bar": all(r["bars"]["decode"]["pass"] for r in runs),
+        "all_pass_fer_bar": (all(r["bars"]["fer_keras"]["pass"] for r in runs)
+                             if result["fer"].get("available") and "fps" in result["fer"].get("keras", {})
+                             else None),
+    }
+    write_json_atomic(Path(args.out), result)
+    print_table(result)
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
