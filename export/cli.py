@@ -51,6 +51,26 @@ def build_parser() -> argparse.ArgumentParser:
     face.add_argument("--cache", type=Path, help="download cache (default ~/.cache/emotion-edge, or $EMOTION_EDGE_CACHE)")
     face.add_argument("--strict", action="store_true",
                       help="exit 3 when an artifact misses the parity/size bars (default: report FAIL and exit 0)")
+
+    voice = commands.add_parser(
+        "voice", help="pretrained speech-emotion model (RAVDESS: calm, happy, fearful, disgust)",
+        description="Export the pretrained RAVDESS Conv1D speech-emotion model (audioanalytics model_85, "
+                    "fetched pinned by sha256), calibrated and checked on espeak-ng speech split by voice.")
+    voice.add_argument("--out", type=Path, default=Path("models/voice"), help="output directory (default: models/voice)")
+    voice.add_argument("--cache", type=Path, help="download cache (default ~/.cache/emotion-edge, or $EMOTION_EDGE_CACHE)")
+    voice.add_argument("--strict", action="store_true", help="exit 3 when an artifact misses the parity/size bars")
+
+    train = commands.add_parser(
+        "train-voice", help="train a log-mel CNN on your labelled speech and export it",
+        description="Train a small log-mel CNN on a RAVDESS-layout folder (03-01-EMOTION-...-ACTOR.wav) or a CSV "
+                    "(path,label[,speaker]), split by speaker, report held-out accuracy and export it.")
+    train.add_argument("--data", type=Path, required=True, help="RAVDESS-layout folder or CSV file")
+    train.add_argument("--out", type=Path, default=Path("models/voice-mine"), help="output directory")
+    train.add_argument("--labels", type=_labels, help="classes to keep, comma separated (default: all found)")
+    train.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    train.add_argument("--test-fraction", type=float, default=0.25, help="share of speakers held out (default 0.25)")
+    train.add_argument("--seed", type=int, default=0, help="random seed for the split and training")
+    train.add_argument("--strict", action="store_true", help="exit 3 when an artifact misses the parity/size bars")
     return parser
 
 
@@ -67,6 +87,15 @@ def main(argv: list[str] | None = None) -> int:
                 out_dir=args.out, model=args.model, labels=args.labels, input_range=args.input_range,
                 crop_margin=args.crop_margin, detector=args.detector, fer2013_csv=args.fer2013_csv,
                 image_folder=args.calibration_images, cache=args.cache))
+        elif args.command == "voice":
+            from .voice import VoiceExportOptions, export_voice
+
+            report = export_voice(VoiceExportOptions(out_dir=args.out, cache=args.cache))
+        elif args.command == "train-voice":
+            from .train_voice import TrainVoiceConfig, train_voice
+
+            report = train_voice(args.data, args.out, TrainVoiceConfig(
+                labels=args.labels, epochs=args.epochs, test_fraction=args.test_fraction, seed=args.seed))
         else:
             raise ExportError(f"unknown command {args.command}")
     except (ExportError, EdgeError) as exc:
@@ -76,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(report["artifacts"], report["bars"]))
     if report.get("probe_astronaut_smile"):
         print("\nastronaut smile probe: " + ", ".join(f"{k}={v}" for k, v in report["probe_astronaut_smile"].items()))
+    if report.get("evaluation"):
+        print("\n" + report["evaluation"]["text"])
     print(f"\nfull report: {args.out / 'parity.json'}")
     if any(not bar["passed"] for bar in report["bars"]):
         print("emotion-export: an artifact missed a bar (see FAIL above)", file=sys.stderr)
