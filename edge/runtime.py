@@ -90,6 +90,7 @@ class FaceWorker(threading.Thread):
         finally:
             for event in self.pipeline.close():
                 runtime.emit(event)
+            runtime.publisher.publish_state("face", self.pipeline.state(time.time()))
 
     def health(self) -> dict[str, Any]:
         stamps = list(self._frame_times)
