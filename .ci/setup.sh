@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pkg in mosquitto espeak-ng libportaudio2 libsndfile1 sox openssl; do
+for pkg in mosquitto mosquitto-clients espeak-ng libportaudio2 libsndfile1 sox openssl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mqtt-port", type=int, help="broker port (overrides mqtt.port)")
     run.add_argument("--duration", type=float, help="stop after this many seconds")
     run.add_argument("--print-events", action="store_true", help="also print each event as a JSON line")
+    run.add_argument("--pretty", action="store_true", help="print events and a closing summary for people to read")
     check = commands.add_parser("check-config", help="validate a config file and print the effective settings")
     check.add_argument("config", type=Path)
     commands.add_parser("defaults", help="print every option with its default and documentation (valid TOML)")
@@ -49,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
         video = build_demo_video(default_demo_path())
         config = build_config({"camera": {"source": str(video), "on_end": "stop", "realtime": True},
                                "device": {"id": "demo", "health_interval_s": 2.0}})
-        args.print_events = True
+        args.print_events = not args.pretty
     else:
         config = load_config(args.config)
     if args.models:
@@ -63,6 +64,10 @@ def _run(args: argparse.Namespace) -> int:
     def show(event):
         if args.print_events:
             print(event.to_json(), flush=True)
+        elif args.pretty:
+            print(f"{event.timestamp}  {event.modality:<5} {event.kind:<11} {event.track_id:<4} "
+                  f"{event.label or '-':<9} conf={event.confidence:.2f} valence={event.valence:+.2f} "
+                  f"arousal={event.arousal:+.2f}", flush=True)
 
     runtime = Runtime(config, on_event=show)
     code = runtime.run(duration=args.duration)
@@ -71,7 +76,17 @@ def _run(args: argparse.Namespace) -> int:
         labels[f"{modality}:{kind}" + (f":{label}" if label else "")] += count
     summary = {"events": dict(sorted(labels.items())), "health": runtime.health(),
                "mqtt": runtime.publisher.stats()}
-    print(json.dumps({"summary": summary}, indent=2, default=str), file=sys.stderr if args.print_events else sys.stdout)
+    if args.pretty:
+        print("\nevents: " + ", ".join(f"{name} x{count}" for name, count in sorted(labels.items())))
+        for modality, health in summary["health"].items():
+            stages = ", ".join(f"{stage} {times['median_ms']} ms" for stage, times in health.get("stages", {}).items())
+            print(f"{modality}: {health.get('frames', 0)} frames, median per frame: {stages}")
+        mqtt = summary["mqtt"]
+        print(f"mqtt: {mqtt.get('events_acked', 0)} events acknowledged by the broker, "
+              f"{mqtt.get('spool_depth', 0)} still spooled")
+    else:
+        print(json.dumps({"summary": summary}, indent=2, default=str),
+              file=sys.stderr if args.print_events else sys.stdout)
     return code
 
 
