@@ -212,6 +212,18 @@ def pipeline_run(video: Path, config: FaceConfig, frames: int, warmup: int, port
     }
 
 
+def peak_rss_kib() -> int:
+    """This process's RSS high-water mark. VmHWM first: ru_maxrss survives fork+exec on Linux, so a child
+    started by a big parent would report the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
 def memory_child(args) -> int:
     """Child mode: run only the pipeline (with cv2 decoding) and report the RSS high-water mark."""
     config = face_config(Path(args.models), args.emotion, args.detector, args.backend, args.threads)
@@ -222,8 +234,7 @@ def memory_child(args) -> int:
         faces += pipeline.process(source.read(), time.time()).faces
     source.close()
     print(json.dumps({
-        "maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # KiB on Linux
-        "frames": args.frames, "faces": faces,
+        "maxrss_mb": round(peak_rss_kib() / 1024, 1), "frames": args.frames, "faces": faces,
         "tensorflow_imported": "tensorflow" in sys.modules, "torch_imported": "torch" in sys.modules,
     }))
     return 0
