@@ -176,3 +176,16 @@ def test_edge_never_imports_tensorflow():
             "assert not heavy, heavy")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
+
+
+def test_tensorrt_backend_says_what_is_missing(face_models):
+    """TensorRT cannot be installed on this machine; the backend must say so clearly, not crash."""
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here; this test covers machines without it")
+    except ImportError:
+        pass
+    with pytest.raises(EdgeError, match="TensorRT is not installed"):
+        open_model(face_models / "emotion.int8.onnx", backend="tensorrt")
+    with pytest.raises(EdgeError, match="runs onnx artifacts"):
+        open_model(face_models / "emotion.int8.tflite", backend="tensorrt")

@@ -11,6 +11,7 @@ from .base import Backend
 BACKENDS = {
     "litert": ("edge.backends.litert", "LiteRTBackend"),
     "onnxruntime": ("edge.backends.onnxrt", "OnnxRuntimeBackend"),
+    "tensorrt": ("edge.backends.tensorrt", "TensorRTBackend"),
 }
 DEFAULT_FOR_FORMAT = {"tflite": "litert", "onnx": "onnxruntime"}
 

@@ -31,7 +31,7 @@ class FaceConfig:
     models: str = "models/face"  # model directory written by `emotion-export face`
     detector: str = "detector.fp32.tflite"  # detector artifact in `models`
     emotion: str = "emotion.int8.tflite"  # emotion artifact in `models` (any .tflite or .onnx the export wrote)
-    backend: str = "auto"  # "auto" (by artifact format), "litert" or "onnxruntime"
+    backend: str = "auto"  # "auto" (by artifact format), "litert", "onnxruntime" or "tensorrt" (Jetson, .onnx)
     threads: int = 2  # inference threads per model
     score_threshold: float = 0.5  # minimum detector confidence for a face
     iou_threshold: float = 0.3  # overlap above which detections are merged (weighted NMS)
@@ -47,7 +47,8 @@ class FaceConfig:
             ("min_face_size", isinstance(self.min_face_size, int) and self.min_face_size >= 8, "a whole number >= 8"),
             ("max_faces", isinstance(self.max_faces, int) and 1 <= self.max_faces <= 32, "a whole number from 1 to 32"),
             ("state_interval_s", self.state_interval_s > 0, "a number of seconds > 0"),
-            ("backend", self.backend in ("auto", "litert", "onnxruntime"), "auto, litert or onnxruntime"),
+            ("backend", self.backend in ("auto", "litert", "onnxruntime", "tensorrt"),
+             "auto, litert, onnxruntime or tensorrt"),
         )
         for key, ok, wanted in checks:
             if not ok:
