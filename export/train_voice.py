@@ -48,13 +48,13 @@ class TrainVoiceConfig:
     # Passes over the training windows.
     epochs: int = 30
     # Windows per gradient step.
-    batch_size: int = 32
+    batch_size: int = 16
     # Adam learning rate.
     learning_rate: float = 2e-3
     # Share of speakers held out for testing (at least one speaker).
     test_fraction: float = 0.25
     # Seconds between the starts of training windows (the window length is logmel.window_s).
-    hop_s: float = 1.0
+    hop_s: float = 0.5
     # Channels of the conv blocks; one block per entry, each halving time and frequency.
     channels: tuple[int, ...] = (16, 32, 48)
     # Dropout before the classifier.
@@ -182,7 +182,9 @@ def build_model(input_shape: tuple[int, ...], classes: int, config: TrainVoiceCo
     x = inputs
     for width in config.channels:
         x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
-        x = keras.layers.BatchNormalization()(x)
+        # Momentum 0.9: small sets give few steps, and 0.99 leaves the moving statistics near their
+        # initial values, so inference would disagree with training.
+        x = keras.layers.BatchNormalization(momentum=0.9)(x)
         x = keras.layers.ReLU()(x)
         x = keras.layers.MaxPooling2D(2)(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
