@@ -66,7 +66,7 @@ def test_reads_chunks_with_labels_from_metadata():
         assert np.allclose(np.diff(stamps), 1 / FS, atol=1e-6)
         assert src.description.labels == LABELS and src.description.units[0] == "microvolts"
         stats = src.stats()
-        assert stats["samples"] == 480 and stats["gaps"] == 0 and stats["state"] == "streaming"
+        assert stats["samples"] == 480 and stats["gaps"] == 0 and stats["state"] == "running" and stats["read"] == len(chunks)
     finally:
         src.stop()
         del outlet

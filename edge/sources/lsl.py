@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 INSTALL_SCRIPT = "firmware_config/liblsl/install_liblsl.sh"
 TIMESTAMP_MODES = ("auto", "lsl", "wall", "receive")
 DEFAULT_MUSE_LABELS = ("TP9", "AF7", "AF8", "TP10", "Right AUX")
+# stats()["state"] values, the same words as edge.sources.base uses, plus "error" (wrong stream).
+STARTING, RUNNING, RECONNECTING, STOPPED, ERROR = "starting", "running", "reconnecting", "stopped", "error"
 
 
 def load_pylsl():
@@ -91,7 +93,7 @@ class LSLSourceConfig:
     dejitter: bool = False
     # Timestamp source: "auto" (LSL clock, or sender wall clock when detected), "lsl", "wall", "receive".
     timestamps: str = "auto"
-    # Chunks held for a slow reader before the oldest are dropped (counted in stats).
+    # Chunks held for a slow reader before the oldest are dropped (stats "dropped"); 1024 ~ 48 s of Muse.
     queue_chunks: int = 1024
 
     def validate(self) -> "LSLSourceConfig":
@@ -185,9 +187,9 @@ class LSLSource:
         self.description: StreamDescription | None = None
         self._last_ts: float | None = None
         self._wall_offset = 0.0
-        self._state = "stopped"
-        self._counters = {"samples": 0, "chunks": 0, "gaps": 0, "dropped_samples": 0, "reconnects": 0,
-                          "connects": 0, "out_of_order": 0, "queue_overflow": 0}
+        self._state = STOPPED
+        self._counters = {"samples": 0, "chunks": 0, "read": 0, "dropped": 0, "gaps": 0, "dropped_samples": 0,
+                          "reconnects": 0, "connects": 0, "out_of_order": 0}
         self._recent: deque[tuple[float, int]] = deque()
         self._recent_gaps: deque[Gap] = deque(maxlen=50)
         self._last_data = 0.0
@@ -201,7 +203,7 @@ class LSLSource:
             return
         self._stop.clear()
         self._error = None
-        self._state = "resolving"
+        self._state = STARTING
         self._thread = threading.Thread(target=self._run, name="lsl-source", daemon=True)
         self._thread.start()
 
@@ -210,16 +212,28 @@ class LSLSource:
         if self._thread:
             self._thread.join(timeout=self.config.resolve_timeout_s + 2.0)
         self._thread = None
-        self._state = "stopped"
+        self._state = STOPPED
 
-    def read(self, timeout: float = 1.0) -> Chunk | None:
-        """Next chunk, or None if nothing arrived within `timeout`; raises EdgeError on a wrong stream."""
-        try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            if self._error is not None:
-                raise self._error
-            return None
+    def read(self, timeout: float | None = None) -> Chunk | None:
+        """Oldest unread chunk, waiting up to `timeout` s (None: until one comes); None if none came.
+
+        Chunks are queued in order, never overwritten: the filters need every sample. A stream with
+        the wrong channel count or rate raises EdgeError here.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = 0.1 if deadline is None else min(0.1, max(0.0, deadline - time.monotonic()))
+            try:
+                chunk = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                if self._error is not None:
+                    raise self._error
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+                continue
+            with self._lock:
+                self._counters["read"] += 1
+            return chunk
 
     def wait_connected(self, timeout: float) -> bool:
         """Block until a stream is open (for tests and start-up messages)."""
@@ -227,7 +241,7 @@ class LSLSource:
         while time.monotonic() < deadline:
             if self._error is not None:
                 raise self._error
-            if self._state == "streaming":
+            if self._state == RUNNING:
                 return True
             time.sleep(0.02)
         return False
@@ -262,9 +276,12 @@ class LSLSource:
                 inlet = self._connect()
             except EdgeError as exc:
                 log.error("%s", exc)
-                self._error, self._state = exc, "error"
+                self._error, self._state = exc, ERROR
                 return
-            except Exception:  # liblsl hiccup while resolving: log and retry
+            except (self._pylsl.util.TimeoutError, self._pylsl.util.LostError) as exc:
+                log.warning("opening the LSL stream failed (%s: %s); retrying", type(exc).__name__, exc)
+                inlet = None
+            except Exception:  # unexpected liblsl failure: keep the trace, keep trying
                 log.exception("resolving the LSL stream failed; retrying")
                 inlet = None
             if inlet is None:
@@ -279,7 +296,7 @@ class LSLSource:
                 log.debug("closing the inlet failed", exc_info=True)
             del inlet
             if reason != "stopped":
-                self._state = "lost"
+                self._state = RECONNECTING
                 self._counters["reconnects"] += 1
                 log.warning("EEG stream lost (%s); resolving it again", reason)
 
@@ -296,7 +313,8 @@ class LSLSource:
                       and (not cfg.name or info.name() == cfg.name)
                       and (not cfg.source_id or info.source_id() == cfg.source_id)]
         if not candidates:
-            self._state = "resolving"
+            if self._state == RUNNING:
+                self._state = RECONNECTING
             log.info("no LSL stream of type %r%s yet", cfg.stream_type,
                      f" named {cfg.name!r}" if cfg.name else "")
             return None
@@ -316,7 +334,7 @@ class LSLSource:
             self._time_correction = 0.0
         self.description = _describe(inlet.info(cfg.resolve_timeout_s))
         self._counters["connects"] += 1
-        self._state = "streaming"
+        self._state = RUNNING
         self._last_data = pylsl.local_clock()
         self._fresh = True
         log.info("reading LSL stream %r (%s, %d ch @ %g Hz, clock offset %.4f s)", info.name(),
@@ -402,7 +420,7 @@ class LSLSource:
             except queue.Full:
                 try:
                     self._queue.get_nowait()
-                    self._counters["queue_overflow"] += 1
+                    self._counters["dropped"] += 1
                 except queue.Empty:
                     pass
 
