@@ -20,7 +20,10 @@ from .face.pipeline import FaceConfig
 from .face.tracker import TrackerConfig
 from .publish.mqtt import MqttConfig
 from .smoothing import SmoothingConfig
+from .sources.audio import AudioFileConfig, MicrophoneConfig
 from .sources.camera import CameraConfig
+from .voice.pipeline import VoiceConfig
+from .voice.vad import VadConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -56,6 +59,17 @@ SECTIONS: dict[str, type] = {
     "tracker": TrackerConfig,
     "smoothing": SmoothingConfig,
     "mqtt": MqttConfig,
+    "voice": VoiceConfig,
+    "vad": VadConfig,
+    "microphone": MicrophoneConfig,
+    "audio_file": AudioFileConfig,
+}
+
+# Sections whose values only matter when another setting uses them (an audio file path is
+# required only when voice reads from a file); they are validated only then.
+IN_USE = {
+    "audio_file": lambda sections: sections["voice"].enabled and sections["voice"].source == "file",
+    "microphone": lambda sections: sections["voice"].enabled and sections["voice"].source == "microphone",
 }
 
 
@@ -105,9 +119,10 @@ def build_config(data: dict[str, Any], origin: str = "config") -> AppConfig:
             if key not in known:
                 raise EdgeError(f"{origin}: unknown key {name}.{key}; known keys in [{name}]: {', '.join(known)}")
         values = {key: _coerce(name, key, value, getattr(defaults, key)) for key, value in table.items()}
-        instance = cls(**values)
-        instance.validate()
-        sections[name] = instance
+        sections[name] = cls(**values)
+    for name, instance in sections.items():
+        if name not in IN_USE or IN_USE[name](sections):
+            instance.validate()
     return AppConfig(sections)
 
 

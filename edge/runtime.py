@@ -14,8 +14,11 @@ import time
 from collections import Counter, deque
 from typing import Any, Callable
 
+from pathlib import Path
+
 import numpy as np
 
+from .backends import open_model
 from .config import AppConfig
 from .errors import EdgeError
 from .events import Event
@@ -45,64 +48,135 @@ class StageTimes:
                     for stage, v in self._values.items() if v}
 
 
-class FaceWorker(threading.Thread):
-    def __init__(self, runtime: "Runtime"):
-        super().__init__(name="face-worker", daemon=True)
+class Worker(threading.Thread):
+    """One modality: read the newest item from its source, run its pipeline, hand results to the runtime."""
+
+    modality = ""
+
+    def __init__(self, runtime: "Runtime", source):
+        super().__init__(name=f"{self.modality}-worker", daemon=True)
         self.runtime = runtime
-        config = runtime.config
-        self.camera = CameraSource(config.camera)
-        self.pipeline = FacePipeline(config.face, config.tracker, config.smoothing, config.device.id)
-        self.frames = 0
+        self.source = source
+        self.items = 0
         self.times = StageTimes()
-        self._frame_times: deque = deque(maxlen=100)
+        self._item_times: deque = deque(maxlen=100)
 
     def start(self) -> None:
-        self.camera.start()
+        self.source.start()
         super().start()
+
+    def handle(self, item) -> None:
+        """Process one item from the source (publish through self.runtime)."""
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Called once when the loop ends (close tracks, clear state)."""
 
     def run(self) -> None:
         runtime = self.runtime
         try:
             while not runtime.stopping.is_set():
-                frame = self.camera.read(timeout=0.5)
-                if frame is None:
-                    if self.camera.stats()["state"] == ENDED:
-                        log.info("camera input ended")
-                        runtime.source_ended("face")
+                item = self.source.read(timeout=0.5)
+                if item is None:
+                    if self.source.stats()["state"] == ENDED:
+                        log.info("%s input ended", self.modality)
+                        runtime.source_ended(self.modality)
                         return
                     continue
                 received = time.perf_counter()
-                result = self.pipeline.process(frame.image, frame.timestamp, received)
-                start = time.perf_counter()
-                for event in result.events:
-                    runtime.emit(event)
-                if result.state is not None:
-                    runtime.publisher.publish_state("face", result.state)
-                for stage, value in result.timings_ms.items():
-                    self.times.add(stage, value)
-                self.times.add("publish", (time.perf_counter() - start) * 1000)
+                self.handle(item)
                 self.times.add("total", (time.perf_counter() - received) * 1000)
-                self.frames += 1
-                self._frame_times.append(time.monotonic())
+                self.items += 1
+                self._item_times.append(time.monotonic())
         except Exception:
-            log.exception("face worker failed")
-            runtime.fail("face worker failed")
+            log.exception("%s worker failed", self.modality)
+            runtime.fail(f"{self.modality} worker failed")
         finally:
-            for event in self.pipeline.close():
-                runtime.emit(event)
-            runtime.publisher.publish_state("face", self.pipeline.state(time.time()))
+            self.finish()
+
+    def rate(self) -> float:
+        stamps = list(self._item_times)
+        return (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else 0.0
+
+    def stop(self) -> None:
+        self.source.stop()
+        self.join(timeout=5)
+
+
+class FaceWorker(Worker):
+    modality = "face"
+
+    def __init__(self, runtime: "Runtime"):
+        config = runtime.config
+        self.pipeline = FacePipeline(config.face, config.tracker, config.smoothing, config.device.id)
+        super().__init__(runtime, CameraSource(config.camera))
+
+    def handle(self, frame) -> None:
+        received = time.perf_counter()
+        result = self.pipeline.process(frame.image, frame.timestamp, received)
+        start = time.perf_counter()
+        for event in result.events:
+            self.runtime.emit(event)
+        if result.state is not None:
+            self.runtime.publisher.publish_state("face", result.state)
+        for stage, value in result.timings_ms.items():
+            self.times.add(stage, value)
+        self.times.add("publish", (time.perf_counter() - start) * 1000)
+
+    def finish(self) -> None:
+        for event in self.pipeline.close():
+            self.runtime.emit(event)
+        self.runtime.publisher.publish_state("face", self.pipeline.state(time.time()))
 
     def health(self) -> dict[str, Any]:
-        stamps = list(self._frame_times)
-        fps = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else 0.0
-        camera = self.camera.stats()
-        return {"fps": round(fps, 2), "frames": self.frames, "dropped_frames": camera.get("dropped", 0),
+        camera = self.source.stats()
+        return {"fps": round(self.rate(), 2), "frames": self.items, "dropped_frames": camera.get("dropped", 0),
                 "camera_state": camera.get("state"), "camera_reconnects": camera.get("reconnects", 0),
                 "stages": self.times.summary(), "tracks": len(self.pipeline.tracker.active_ids)}
 
-    def stop(self) -> None:
-        self.camera.stop()
-        self.join(timeout=5)
+
+class VoiceWorker(Worker):
+    """Speech windows to voice emotion; an event when the smoothed label changes, state every window."""
+
+    modality = "voice"
+
+    def __init__(self, runtime: "Runtime"):
+        from .sources.audio import AudioFileSource, MicrophoneSource
+        from .voice.pipeline import VoicePipeline
+
+        config = runtime.config
+        voice = config.voice
+        model = open_model(Path(voice.models).expanduser() / voice.model, voice.backend, voice.threads)
+        if model.manifest.data["task"] != "voice_emotion":
+            raise EdgeError(f"voice.model = {voice.model!r} is a {model.manifest.data['task']} model, "
+                            "not voice_emotion")
+        self.pipeline = VoicePipeline(model, config=voice, vad_config=config.vad, device_id=config.device.id)
+        source = AudioFileSource(config.audio_file) if voice.source == "file" else MicrophoneSource(config.microphone)
+        self._label: str | None = None
+        super().__init__(runtime, source)
+
+    def handle(self, window) -> None:
+        event = self.pipeline.process(window)
+        if event is None:
+            return
+        if event.label != self._label:
+            self._label = event.label
+            self.runtime.emit(event)
+        self.runtime.publisher.publish_state("voice", {
+            "label": event.label, "confidence": round(event.confidence, 4), "valence": round(event.valence, 4),
+            "arousal": round(event.arousal, 4), "track_id": event.track_id, "tracks": 1,
+            "timestamp": event.timestamp, "model": event.model["id"]})
+        health = self.pipeline.health()
+        self.times.add("features", health["features_ms"])
+        self.times.add("model", health["inference_ms"])
+
+    def health(self) -> dict[str, Any]:
+        source = self.source.stats()
+        pipeline = self.pipeline.health()
+        pipeline.pop("last", None)
+        return {"windows_per_s": round(self.rate(), 2), "windows": self.items, "source_state": source.get("state"),
+                "source_reconnects": source.get("reconnects", 0), "dropped": source.get("dropped", 0),
+                "stages": self.times.summary(), **pipeline}
 
 
 class Runtime:
@@ -113,14 +187,17 @@ class Runtime:
         self.failure: str | None = None
         self.counts: Counter = Counter()
         self._ended: set[str] = set()
-        modalities = ["face"] if config.face.enabled else []
+        enabled = {"face": config.face.enabled, "voice": config.voice.enabled}
+        modalities = [name for name, on in enabled.items() if on]
         if not modalities:
-            raise EdgeError("no modality is enabled: set face.enabled = true")
+            raise EdgeError("no modality is enabled: set face.enabled or voice.enabled to true")
         data = config.device.data_path
         data.mkdir(parents=True, exist_ok=True)
-        self.workers: dict[str, Any] = {}
+        self.workers: dict[str, Worker] = {}
         if config.face.enabled:
             self.workers["face"] = FaceWorker(self)
+        if config.voice.enabled:
+            self.workers["voice"] = VoiceWorker(self)
         self.publisher = MqttPublisher(config.mqtt, config.device.id, modalities, data / "spool")
 
     def emit(self, event: Event) -> None:

@@ -78,8 +78,9 @@ class MicrophoneConfig:
     blocksize: int = 1024
     # Seconds without audio after which the device is considered gone and reopened.
     stall_timeout_s: float = 2.0
-    # First and largest wait between reopen attempts, in seconds (doubling in between).
+    # First wait between reopen attempts of a lost device, in seconds (doubling after each failure).
     backoff_initial_s: float = 0.5
+    # Largest wait between reopen attempts, in seconds.
     backoff_max_s: float = 10.0
 
     def validate(self) -> None:

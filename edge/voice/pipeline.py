@@ -31,6 +31,18 @@ DEFAULT_LABELS = ("calm", "happy", "fearful", "disgust")
 @dataclass
 class VoiceConfig:
     SECTION: ClassVar[str] = "voice"
+    # run the voice modality
+    enabled: bool = False
+    # where audio comes from: "microphone" ([microphone] table) or "file" ([audio_file] table)
+    source: str = "microphone"
+    # model directory written by `emotion-export voice`
+    models: str = "models/voice"
+    # voice artifact in `models` (any .tflite or .onnx the export wrote)
+    model: str = "voice.int8.tflite"
+    # "auto" (by artifact format), "litert", "onnxruntime" or "tensorrt"
+    backend: str = "auto"
+    # inference threads
+    threads: int = 1
 
     # STFT centre padding: "constant" as librosa >= 0.10, "reflect" as librosa 0.8/0.9 did.
     pad_mode: str = "constant"
@@ -44,6 +56,12 @@ class VoiceConfig:
     resample_rolloff: float = 0.94
 
     def validate(self) -> None:
+        if self.source not in ("microphone", "file"):
+            raise EdgeError(f"voice.source = {self.source!r} must be \"microphone\" or \"file\"")
+        if self.backend not in ("auto", "litert", "onnxruntime", "tensorrt"):
+            raise EdgeError(f"voice.backend = {self.backend!r} must be auto, litert, onnxruntime or tensorrt")
+        if not isinstance(self.threads, int) or not 1 <= self.threads <= 16:
+            raise EdgeError(f"voice.threads = {self.threads!r} must be a whole number from 1 to 16")
         if self.pad_mode not in PAD_MODES:
             raise EdgeError(f"voice.pad_mode = {self.pad_mode!r} must be one of {', '.join(PAD_MODES)}")
         if not 0 < self.smoothing_alpha <= 1:
