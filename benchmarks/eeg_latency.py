@@ -29,9 +29,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge.eeg.config import EEGConfig  # noqa: E402
-from edge.eeg.pipeline import EEGPipeline  # noqa: E402
-from edge.sources.lsl import LSLSource, LSLSourceConfig, load_pylsl  # noqa: E402
+from edge.eeg.config import EEGConfig
+from edge.eeg.pipeline import EEGPipeline
+from edge.sources.lsl import LSLSource, LSLSourceConfig, load_pylsl
 
 
 def _stats(values_ms: list[float]) -> dict:

@@ -7,7 +7,13 @@ import pytest
 from scipy import signal
 
 from edge.eeg.config import EEGConfig
-from edge.eeg.features import BANDS, band_powers, differential_entropy, extract_features, welch_psd
+from edge.eeg.features import (
+    BANDS,
+    band_powers,
+    differential_entropy,
+    extract_features,
+    welch_psd,
+)
 from edge.eeg.filters import Preprocessor
 from edge.eeg.quality import assess
 from edge.eeg.simulator import LABELS, MuseSignal, SimulatorConfig
@@ -90,7 +96,7 @@ def _window(**sim):
 
 
 def test_clean_signal_passes_quality_checks():
-    raw, filtered, bad, feats = _window(blinks_per_min=0)
+    raw, filtered, bad, _ = _window(blinks_per_min=0)
     a = assess(raw, filtered, bad, EEGConfig(), FS)
     assert not a.rejected, a.reasons
     assert all(q.status == "ok" and q.score > 0.9 for q in a.channels.values())
@@ -98,7 +104,7 @@ def test_clean_signal_passes_quality_checks():
 
 def test_flat_required_channel_rejects_and_flat_temporal_only_reports():
     cfg = EEGConfig()
-    raw, filtered, bad, feats = _window(blinks_per_min=0, flat_channels=("AF8", "TP10"))
+    raw, filtered, bad, _ = _window(blinks_per_min=0, flat_channels=("AF8", "TP10"))
     a = assess(raw, filtered, bad, cfg, FS)
     assert a.channels["AF8"].status == "flat" and a.channels["TP10"].status == "flat"
     assert a.rejected and a.reasons == ["flat:AF8"]
@@ -106,7 +112,7 @@ def test_flat_required_channel_rejects_and_flat_temporal_only_reports():
 
 def test_saturation_noise_blink_and_jaw_are_detected():
     cfg = EEGConfig()
-    raw, filtered, bad, feats = _window(blinks_per_min=0)
+    raw, filtered, bad, _ = _window(blinks_per_min=0)
     clipped = raw.copy()
     clipped[::10, 1] = 1500.0  # 10% of AF7 samples at the amplifier rail
     assert assess(clipped, filtered, bad, cfg).reason == "saturated:AF7"
@@ -114,16 +120,16 @@ def test_saturation_noise_blink_and_jaw_are_detected():
     noisy[:, 2] += np.random.default_rng(6).standard_normal(1024) * 120
     a = assess(raw, noisy, bad, cfg)
     assert a.channels["AF8"].status == "noisy" and a.channels["AF8"].score < 0.5 and a.rejected
-    _, f_blink, b_blink, feats_blink = _window(blinks_per_min=600)  # a blink every ~0.1 s
+    _, f_blink, b_blink, _ = _window(blinks_per_min=600)  # a blink every ~0.1 s
     raw_b = raw
     assert any(r.startswith("blink:") for r in assess(raw_b, f_blink, b_blink, cfg, FS).reasons)
-    _, f_jaw, b_jaw, feats_jaw = _window(blinks_per_min=0, jaw_per_min=300)
+    _, f_jaw, b_jaw, _ = _window(blinks_per_min=0, jaw_per_min=300)
     reasons = assess(raw, f_jaw, b_jaw, cfg, FS).reasons
     assert any(r.startswith("jaw_clench:") for r in reasons), reasons
 
 
 def test_non_finite_samples_mark_the_channel_invalid():
-    raw, filtered, bad, feats = _window(blinks_per_min=0)
+    raw, filtered, bad, _ = _window(blinks_per_min=0)
     bad = bad.copy()
     bad[10:20, 1] = True
     a = assess(raw, filtered, bad, EEGConfig(), FS)

@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from edge.eeg.filters import (Preprocessor, SosFilter, bandpass_sos, biquad_highpass, biquad_notch,
-                              butterworth_qs, frequency_response)
+from edge.eeg.filters import (
+    Preprocessor,
+    SosFilter,
+    bandpass_sos,
+    biquad_highpass,
+    biquad_notch,
+    butterworth_qs,
+    frequency_response,
+)
 from edge.errors import EdgeError
 
 FS = 256.0

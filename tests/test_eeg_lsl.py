@@ -26,7 +26,7 @@ def _sid() -> str:
 
 
 def _source(sid: str, **kw) -> LSLSource:
-    cfg = dict(source_id=sid, resolve_timeout_s=0.5, backoff_initial_s=0.1, backoff_max_s=0.5)
+    cfg = {"source_id": sid, "resolve_timeout_s": 0.5, "backoff_initial_s": 0.1, "backoff_max_s": 0.5}
     cfg.update(kw)
     src = LSLSource(LSLSourceConfig(**cfg))
     src.start()
@@ -184,7 +184,7 @@ def test_missing_liblsl_points_to_the_install_script(tmp_path):
     code = ("from edge.errors import EdgeError\n"
             "from edge.sources.lsl import LSLSource\n"
             "try:\n    LSLSource()\nexcept EdgeError as e:\n    print('EDGEERROR', e)\n")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=False)
     assert "EDGEERROR" in out.stdout, out.stderr[-2000:]
     assert "firmware_config/liblsl/install_liblsl.sh" in out.stdout and "PYLSL_LIB" in out.stdout
 

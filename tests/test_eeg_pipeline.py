@@ -12,7 +12,14 @@ import pytest
 from edge.eeg.config import EEGConfig
 from edge.eeg.estimator import ClassifierEstimator
 from edge.eeg.pipeline import EEGPipeline, extract_recording_features
-from edge.eeg.simulator import LABELS, MuseSignal, Segment, SimulatorConfig, make_outlet, run_simulator
+from edge.eeg.simulator import (
+    LABELS,
+    MuseSignal,
+    Segment,
+    SimulatorConfig,
+    make_outlet,
+    run_simulator,
+)
 from edge.errors import EdgeError
 from edge.events import EVENT_JSON_SCHEMA
 from edge.sources.lsl import LSLSource, LSLSourceConfig
@@ -25,7 +32,7 @@ def _run(segments, config=None, sim=None, classifier=None):
     """Simulate over LSL, run the pipeline on everything that arrives; returns the events."""
     sid = f"test-{uuid.uuid4().hex[:10]}"
     stop = threading.Event()
-    settings = dict(source_id=sid, speed=SPEED, wait_for_consumer_s=10.0, blinks_per_min=0, seed=11)
+    settings = {"source_id": sid, "speed": SPEED, "wait_for_consumer_s": 10.0, "blinks_per_min": 0, "seed": 11}
     settings.update(sim or {})
     sim_cfg = SimulatorConfig(**settings)
     thread = threading.Thread(target=run_simulator, args=(sim_cfg, stop, segments), daemon=True)

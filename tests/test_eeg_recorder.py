@@ -9,7 +9,8 @@ import numpy as np
 import pylsl
 import pytest
 
-from edge.eeg.recorder import load_recording, main as recorder_main, record
+from edge.eeg.recorder import load_recording, record
+from edge.eeg.recorder import main as recorder_main
 from edge.eeg.simulator import LABELS, MuseSignal, SimulatorConfig, run_simulator
 from edge.errors import EdgeError
 from edge.sources.lsl import LSLSource, LSLSourceConfig

@@ -61,7 +61,7 @@ class EEGConfig:
     # Feature vector handed to a plugged-in classifier: "de", "psd" or "both".
     classifier_features: str = "de"
 
-    def validate(self) -> "EEGConfig":
+    def validate(self) -> EEGConfig:
         """Raise EdgeError naming `eeg.<key>` for the first bad value; returns self."""
         self.channels = tuple(self.channels)
         self.required_channels = tuple(self.required_channels)

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -72,8 +72,8 @@ class IndexEstimator:
 
     def __init__(self, config: EEGConfig):
         self.config = config
-        capacity = int(round(config.baseline_s / config.hop_s))
-        self.warmup_windows = int(round(config.warmup_s / config.hop_s))
+        capacity = round(config.baseline_s / config.hop_s)
+        self.warmup_windows = round(config.warmup_s / config.hop_s)
         self.asymmetry = RollingBaseline(capacity)
         self.ratio = RollingBaseline(capacity)
         self._last = IndexResult(0.0, 0.0, True, 0.0, 0.0, 0.0)

@@ -12,8 +12,8 @@ the numbers it will see on the device. Conventions:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -39,7 +39,7 @@ def welch_psd(x: np.ndarray, fs: float, segment: int = 256, overlap: float = 0.5
     segment = min(segment, n)
     if segment < 8:
         raise EdgeError(f"window of {n} samples is too short for a PSD; use a longer eeg.window_s")
-    step = max(1, int(round(segment * (1.0 - overlap))))
+    step = max(1, round(segment * (1.0 - overlap)))
     starts = range(0, n - segment + 1, step)
     window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(segment) / segment)  # periodic Hann
     scale = 1.0 / (fs * np.sum(window ** 2))

@@ -14,8 +14,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -88,7 +89,7 @@ class EEGPipeline:
             self._rate = float(rate)
             self._pre = Preprocessor(rate, n, cfg.bandpass_low_hz, cfg.bandpass_high_hz, cfg.filter_order,
                                      cfg.notch_hz, cfg.notch_q)
-            self._window = SlidingWindow(n, int(round(cfg.window_s * rate)), max(1, int(round(cfg.hop_s * rate))))
+            self._window = SlidingWindow(n, round(cfg.window_s * rate), max(1, round(cfg.hop_s * rate)))
         self.reset_stream()
 
     def reset_stream(self) -> None:
@@ -128,7 +129,7 @@ class EEGPipeline:
     def _analyse(self, times, raw, filtered, bad, received) -> WindowResult:
         cfg = self.config
         features = extract_features(filtered, self._rate, cfg.channels, cfg.left_frontal, cfg.right_frontal,
-                                    welch_segment=max(8, int(round(cfg.welch_segment_s * self._rate))))
+                                    welch_segment=max(8, round(cfg.welch_segment_s * self._rate)))
         assessment = assess(raw, filtered, bad, cfg, self._rate)
         self._counts["windows"] += 1
         self._counts["rejected"] += int(assessment.rejected)

@@ -17,7 +17,6 @@ import numpy as np
 from edge.eeg.config import EEGConfig
 from edge.eeg.features import BANDS, welch_psd
 
-
 _PRIORITY = ("invalid", "flat", "saturated", "blink", "jaw_clench", "noisy")
 
 
@@ -67,7 +66,7 @@ def muscle_rms(x: np.ndarray, rate: float) -> float:
 
     A clench lasts well under a second; averaged over the whole 4 s window it would be diluted.
     """
-    piece = min(len(x), max(8, int(round(rate))))
+    piece = min(len(x), max(8, round(rate)))
     low, high = BANDS["gamma"]
     worst = 0.0
     for start in range(0, len(x) - piece + 1, max(1, piece // 2)):

@@ -19,9 +19,8 @@ import argparse
 import logging
 import math
 import threading
-import time
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -86,7 +85,7 @@ class SimulatorConfig:
     # fetched when the sender closes).
     linger_s: float = 1.0
 
-    def validate(self) -> "SimulatorConfig":
+    def validate(self) -> SimulatorConfig:
         """Raise EdgeError naming `simulator.<key>` for the first bad value; returns self."""
         self.flat_channels = tuple(self.flat_channels)
         if not self.name:

@@ -96,7 +96,7 @@ class LSLSourceConfig:
     # Chunks held for a slow reader before the oldest are dropped (stats "dropped"); 1024 ~ 48 s of Muse.
     queue_chunks: int = 1024
 
-    def validate(self) -> "LSLSourceConfig":
+    def validate(self) -> LSLSourceConfig:
         """Raise EdgeError naming `lsl.<key>` for the first bad value; returns self."""
         if not self.stream_type and not self.name and not self.source_id:
             _bad("stream_type", self.stream_type, "a stream type such as \"EEG\" (or set lsl.name / lsl.source_id)")
@@ -396,7 +396,7 @@ class LSLSource:
         gaps: list[Gap] = []
         self._counters["out_of_order"] += int(np.sum(steps[1:] <= 0)) + int(self._last_ts is not None and steps[0] <= 0)
         for i in np.flatnonzero(steps > self.config.gap_threshold_samples * period):
-            missing = max(1, int(round(steps[i] / period)) - 1)
+            missing = max(1, round(steps[i] / period) - 1)
             gaps.append(Gap(int(i), float(previous[i]), float(stamps[i]), missing,
                             reconnect=bool(fresh and i == 0)))
         self._last_ts = float(stamps[-1])
