@@ -90,7 +90,7 @@ def main(argv=None) -> int:
         "cpu_share_of_one_core": round(cpu_share, 4),
         "rejected_windows": pipeline.health()["rejected"],
         "machine": {"platform": platform.platform(), "machine": platform.machine(), "python": platform.python_version(),
-                    "cpus": os.cpu_count()},
+                    "cpus": os.cpu_count(), "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()]},
         "targets": {"p95_ms": 20.0, "cpu_share": 0.05},
     }
     out = Path(args.out)
@@ -104,6 +104,8 @@ def main(argv=None) -> int:
         s = result[name]
         print(f"{name:<22}{s['median_ms']:>11.2f}{s['p95_ms']:>9.2f}{s['max_ms']:>9.2f}")
     print(f"CPU share of one core: {100 * cpu_share:.2f} %   (targets: p95 < 20 ms, CPU < 5 %)")
+    print(f"rejected windows: {result['rejected_windows']} of {pipeline.health()['windows']}; "
+          f"load average {result['machine']['load_average_1_5_15']}")
     print(f"written {out}")
     return 0
 
