@@ -100,16 +100,23 @@ class FaceDetector:
         self.max_faces = max_faces
 
     def preprocess(self, rgb: np.ndarray) -> tuple[np.ndarray, float, int, int]:
-        """Letterbox to a square model input scaled to [-1, 1]; return the mapping back."""
+        """Letterbox to a square model input scaled to [-1, 1]; return the mapping back.
+
+        The frame is shrunk first and the small result padded, so the costly area resampling
+        never touches padding (returned offsets are in source pixels).
+        """
         import cv2
 
         height, width = rgb.shape[:2]
         side = max(height, width)
-        pad_y, pad_x = (side - height) // 2, (side - width) // 2
-        square = cv2.copyMakeBorder(rgb, pad_y, side - height - pad_y, pad_x, side - width - pad_x,
-                                    cv2.BORDER_CONSTANT, value=(0, 0, 0))
-        resized = cv2.resize(square, (self.input_size, self.input_size), interpolation=cv2.INTER_AREA)
-        tensor = resized.astype(np.float32) / 127.5 - 1.0
+        size = self.input_size
+        new_w, new_h = max(1, round(width * size / side)), max(1, round(height * size / side))
+        interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+        small = cv2.resize(rgb, (new_w, new_h), interpolation=interpolation)
+        top, left = (size - new_h) // 2, (size - new_w) // 2
+        tensor = np.full((size, size, 3), -1.0, dtype=np.float32)
+        tensor[top:top + new_h, left:left + new_w] = small.astype(np.float32) * (1 / 127.5) - 1.0
+        pad_x, pad_y = left * side / size, top * side / size
         return tensor[None], float(side), pad_x, pad_y
 
     def detect(self, rgb: np.ndarray) -> list[Face]:

@@ -37,6 +37,9 @@ class FaceConfig:
     iou_threshold: float = 0.3  # overlap above which detections are merged (weighted NMS)
     min_face_size: int = 40  # ignore faces smaller than this many pixels (too small to read an expression)
     max_faces: int = 3  # classify at most this many faces per frame, largest first
+    # run detection and classification on every Nth frame; frames in between keep the current tracks
+    # (like DeepStream's nvinfer `interval`): expressions change over hundreds of milliseconds, not per frame
+    infer_every: int = 2
     state_interval_s: float = 1.0  # how often the retained state topic is refreshed
 
     def validate(self) -> None:
@@ -46,6 +49,8 @@ class FaceConfig:
             ("iou_threshold", 0 < self.iou_threshold < 1, "a number between 0 and 1"),
             ("min_face_size", isinstance(self.min_face_size, int) and self.min_face_size >= 8, "a whole number >= 8"),
             ("max_faces", isinstance(self.max_faces, int) and 1 <= self.max_faces <= 32, "a whole number from 1 to 32"),
+            ("infer_every", isinstance(self.infer_every, int) and 1 <= self.infer_every <= 30,
+             "a whole number from 1 to 30"),
             ("state_interval_s", self.state_interval_s > 0, "a number of seconds > 0"),
             ("backend", self.backend in ("auto", "litert", "onnxruntime", "tensorrt"),
              "auto, litert, onnxruntime or tensorrt"),
@@ -88,6 +93,7 @@ class FacePipeline:
         self.smoothers = SmootherBank(self.labels, smoothing)
         self._last_state = -math.inf
         self._tracks: dict[str, dict[str, Any]] = {}
+        self._frames = 0
 
     def _event(self, kind: str, track_id: str, timestamp: float, latency_ms: float,
                probs: dict[str, float] | None = None, label: str | None = None, box=None) -> Event:
@@ -104,6 +110,13 @@ class FacePipeline:
     def process(self, image: np.ndarray, timestamp: float, received: float | None = None) -> FaceResult:
         """One RGB frame captured at `timestamp` (epoch seconds); `received` is its perf_counter arrival."""
         received = time.perf_counter() if received is None else received
+        self._frames += 1
+        if (self._frames - 1) % self.config.infer_every:
+            state = None
+            if timestamp - self._last_state >= self.config.state_interval_s:
+                self._last_state = timestamp
+                state = self.state(timestamp)
+            return FaceResult([], state, {"detect": 0.0, "classify": 0.0}, len(self.tracker.active_ids))
         timings = {}
         start = time.perf_counter()
         faces = self.detector.detect(image)
