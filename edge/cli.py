@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config file and print the effective settings")
     check.add_argument("config", type=Path)
     commands.add_parser("defaults", help="print every option with its default and documentation (valid TOML)")
+    commands.add_parser("simulate-muse", add_help=False,
+                        help="publish a synthetic Muse EEG stream over LSL (see `simulate-muse --help`)")
+    commands.add_parser("record", add_help=False,
+                        help="record an EEG stream plus LSL markers to CSV + JSON (see `record --help`)")
     video = commands.add_parser("demo-video", help="write the built-in demo video (MJPG .avi) to a path")
     video.add_argument("path", type=Path)
     return parser
@@ -71,6 +75,8 @@ def _run(args: argparse.Namespace) -> int:
 
     runtime = Runtime(config, on_event=show)
     code = runtime.run(duration=args.duration)
+    if runtime.failure:
+        print(f"emotion-edge: error: {runtime.failure}", file=sys.stderr)
     labels = Counter()
     for (modality, kind, label), count in runtime.counts.items():
         labels[f"{modality}:{kind}" + (f":{label}" if label else "")] += count
@@ -91,6 +97,19 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("simulate-muse", "record"):
+        try:
+            if argv[0] == "simulate-muse":
+                from .eeg.simulator import main as simulator_main
+
+                return simulator_main(argv[1:]) or 0
+            from .eeg.recorder import main as recorder_main
+
+            return recorder_main(argv[1:]) or 0
+        except EdgeError as exc:
+            print(f"emotion-edge: error: {exc}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .eeg.config import EEGConfig
 from .errors import EdgeError
 from .face.pipeline import FaceConfig
 from .face.tracker import TrackerConfig
@@ -22,6 +23,7 @@ from .publish.mqtt import MqttConfig
 from .smoothing import SmoothingConfig
 from .sources.audio import AudioFileConfig, MicrophoneConfig
 from .sources.camera import CameraConfig
+from .sources.lsl import LSLSourceConfig
 from .voice.pipeline import VoiceConfig
 from .voice.vad import VadConfig
 
@@ -63,6 +65,8 @@ SECTIONS: dict[str, type] = {
     "vad": VadConfig,
     "microphone": MicrophoneConfig,
     "audio_file": AudioFileConfig,
+    "eeg": EEGConfig,
+    "lsl": LSLSourceConfig,
 }
 
 # Sections whose values only matter when another setting uses them (an audio file path is
@@ -86,6 +90,10 @@ class AppConfig:
 
 def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
     where = f"{section}.{key}"
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise EdgeError(f"{where} must be a list of strings, e.g. [\"AF7\", \"AF8\"], not {value!r}")
+        return tuple(value)
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise EdgeError(f"{where} must be true or false, not {value!r}")
@@ -143,20 +151,25 @@ def load_config(path: str | Path | None) -> AppConfig:
 
 def field_comments(cls: type) -> dict[str, str]:
     """The comment beside each field in the dataclass source: the option's documentation."""
-    comments, pending = {}, []
+    comments, pending, previous_field = {}, [], ""
     for line in inspect.getsource(cls).splitlines():
         stripped = line.strip()
         if stripped.startswith("#"):
             pending.append(stripped.lstrip("# "))
             continue
         match = re.match(r"(\w+)\s*:\s*[^=]+=\s*.*?(?:#\s*(.*))?$", stripped)
+        if match and not match.group(2) and not pending and comments.get(previous_field):
+            pending = [comments[previous_field]]  # one comment for a pair such as left/right_frontal
         if match and not stripped.startswith(("def ", "return", "if ", "raise")):
             comments[match.group(1)] = " ".join(pending + ([match.group(2)] if match.group(2) else []))
+            previous_field = match.group(1)
         pending = []
     return comments
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

@@ -88,9 +88,12 @@ class Worker(threading.Thread):
                 self.times.add("total", (time.perf_counter() - received) * 1000)
                 self.items += 1
                 self._item_times.append(time.monotonic())
+        except EdgeError as exc:
+            log.error("%s: %s", self.modality, exc)
+            runtime.fail(str(exc), code=2)
         except Exception:
             log.exception("%s worker failed", self.modality)
-            runtime.fail(f"{self.modality} worker failed")
+            runtime.fail(f"{self.modality} worker failed (see the log above)")
         finally:
             self.finish()
 
@@ -179,18 +182,64 @@ class VoiceWorker(Worker):
                 "stages": self.times.summary(), **pipeline}
 
 
+class EEGWorker(Worker):
+    """LSL EEG chunks to windows to valence/arousal (index or trained classifier); state every window,
+    an event every `eeg.event_interval_s` or when a classifier's label changes."""
+
+    modality = "eeg"
+
+    def __init__(self, runtime: "Runtime"):
+        from .eeg.pipeline import EEGPipeline
+        from .sources.lsl import LSLSource
+
+        config = runtime.config
+        classifier, model_id, sha256 = None, "eeg-frontal-index", ""
+        if config.eeg.model:
+            from .eeg.classifier import load_eeg_classifier
+
+            classifier = load_eeg_classifier(Path(config.eeg.model).expanduser(), config.eeg.backend)
+            model_id, sha256 = classifier.model_id, classifier.sha256
+        source = LSLSource(config.lsl)
+        self.pipeline = EEGPipeline(config.eeg, source, config.device.id, classifier=classifier,
+                                    model_id=model_id, model_sha256=sha256)
+        self._label: str | None = None
+        self._last_event = -float("inf")
+        super().__init__(runtime, source)
+
+    def handle(self, chunk) -> None:
+        start = time.perf_counter()
+        events = self.pipeline.process_chunk(chunk)
+        if events:
+            self.times.add("window", (time.perf_counter() - start) * 1000 / len(events))
+        for event in events:
+            due = time.monotonic() - self._last_event >= self.runtime.config.eeg.event_interval_s
+            if due or event.label != self._label:
+                self._label = event.label
+                self._last_event = time.monotonic()
+                self.runtime.emit(event)
+            self.runtime.publisher.publish_state("eeg", {
+                "label": event.label, "confidence": round(event.confidence, 4), "valence": round(event.valence, 4),
+                "arousal": round(event.arousal, 4), "track_id": event.track_id, "tracks": 1,
+                "timestamp": event.timestamp, "model": event.model["id"], "estimator": event.model["estimator"],
+                "rejected": event.extra.get("rejected"), "warming_up": event.extra.get("warming_up")})
+
+    def health(self) -> dict[str, Any]:
+        return {"chunks": self.items, "stages": self.times.summary(), **self.pipeline.health()}
+
+
 class Runtime:
     def __init__(self, config: AppConfig, on_event: Callable[[Event], None] | None = None):
         self.config = config
         self.on_event = on_event
         self.stopping = threading.Event()
         self.failure: str | None = None
+        self.exit_code = 0
         self.counts: Counter = Counter()
         self._ended: set[str] = set()
-        enabled = {"face": config.face.enabled, "voice": config.voice.enabled}
+        enabled = {"face": config.face.enabled, "voice": config.voice.enabled, "eeg": config.eeg.enabled}
         modalities = [name for name, on in enabled.items() if on]
         if not modalities:
-            raise EdgeError("no modality is enabled: set face.enabled or voice.enabled to true")
+            raise EdgeError("no modality is enabled: set face.enabled, voice.enabled or eeg.enabled to true")
         data = config.device.data_path
         data.mkdir(parents=True, exist_ok=True)
         self.workers: dict[str, Worker] = {}
@@ -198,6 +247,8 @@ class Runtime:
             self.workers["face"] = FaceWorker(self)
         if config.voice.enabled:
             self.workers["voice"] = VoiceWorker(self)
+        if config.eeg.enabled:
+            self.workers["eeg"] = EEGWorker(self)
         self.publisher = MqttPublisher(config.mqtt, config.device.id, modalities, data / "spool")
 
     def emit(self, event: Event) -> None:
@@ -211,8 +262,9 @@ class Runtime:
         if self._ended >= set(self.workers):
             self.stopping.set()
 
-    def fail(self, reason: str) -> None:
+    def fail(self, reason: str, code: int = 1) -> None:
         self.failure = reason
+        self.exit_code = code
         self.stopping.set()
 
     def health(self) -> dict[str, Any]:
@@ -245,4 +297,4 @@ class Runtime:
                 worker.stop()
             self.publisher.publish_health(self.health())
             self.publisher.stop()
-        return 1 if self.failure else 0
+        return self.exit_code if self.failure else 0

@@ -12,6 +12,15 @@ from edge.errors import EdgeError
 class EEGConfig:
     """Filtering, windowing, artifact rejection and the training-free index (section `eeg`)."""
 
+    # Run the EEG modality (a Muse or any EEG stream over Lab Streaming Layer, see [lsl]).
+    enabled: bool = False
+    # Trained classifier artifact from `emotion-export train-eeg` (.tflite/.onnx); "" uses the training-free index.
+    model: str = ""
+    # Backend for `model`: "auto" (by artifact format), "litert", "onnxruntime" or "tensorrt".
+    backend: str = "auto"
+    # Seconds between EEG events on the event topic (the retained state is updated every window); a trained
+    # classifier's label change is published at once.
+    event_interval_s: float = 5.0
     # Channels analysed, by stream label; the Muse "Right AUX" channel is left out unless listed here.
     channels: tuple[str, ...] = MUSE_CHANNELS
     # Left and right frontal channels for alpha asymmetry (valence) and beta/alpha (arousal).
@@ -62,6 +71,10 @@ class EEGConfig:
     classifier_features: str = "de"
 
     def validate(self) -> EEGConfig:
+        if self.backend not in ("auto", "litert", "onnxruntime", "tensorrt"):
+            _bad("backend", self.backend, "auto, litert, onnxruntime or tensorrt")
+        if not self.event_interval_s > 0:
+            _bad("event_interval_s", self.event_interval_s, "a number of seconds > 0")
         """Raise EdgeError naming `eeg.<key>` for the first bad value; returns self."""
         self.channels = tuple(self.channels)
         self.required_channels = tuple(self.required_channels)

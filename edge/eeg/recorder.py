@@ -212,7 +212,7 @@ def load_recording(path: str | os.PathLike) -> Recording:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m edge.eeg.recorder", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="emotion-edge record", description=__doc__.split("\n")[0])
     d = LSLSourceConfig()
     p.add_argument("--out", required=True, help="output stem: writes OUT.csv and OUT.json")
     p.add_argument("--duration", type=float, default=0.0, help="seconds to record (0 = until Ctrl-C)")

@@ -308,7 +308,7 @@ def parse_segments(text: str) -> list[Segment]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m edge.eeg.simulator", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="emotion-edge simulate-muse", description=__doc__.split("\n")[0])
     d = SimulatorConfig()
     p.add_argument("--name", default=d.name, help="LSL stream name")
     p.add_argument("--source-id", default=d.source_id, help="LSL source_id")
