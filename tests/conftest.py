@@ -27,3 +27,17 @@ def face_models(tmp_path_factory) -> Path:
     result = run_export("face", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="session")
+def voice_models(tmp_path_factory) -> Path:
+    """A model directory produced by `emotion-export voice` (the pinned RAVDESS model)."""
+    from tests.speech import have_espeak
+
+    if not have_espeak():
+        pytest.skip("espeak-ng is not installed")
+    out = tmp_path_factory.mktemp("models") / "voice"
+    result = run_export("voice", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "voice.int8.tflite" in result.stdout
+    return out

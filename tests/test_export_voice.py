@@ -20,17 +20,6 @@ PROBE_VOICES = (("pt", 150), ("sv", 170), ("en-us+f4", 140), ("pl", 160), ("en+m
 
 
 @pytest.fixture(scope="module")
-def voice_models(tmp_path_factory) -> Path:
-    if not have_espeak():
-        pytest.skip("espeak-ng is not installed")
-    out = tmp_path_factory.mktemp("models") / "voice"
-    result = run_export("voice", "--out", str(out))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "voice.int8.tflite" in result.stdout
-    return out
-
-
-@pytest.fixture(scope="module")
 def float_model():
     from export.voice import pinned_model
 

@@ -140,3 +140,36 @@ def test_split_by_speaker():
 def test_config_errors_name_the_key(change, key):
     with pytest.raises(Exception, match=key):
         TrainVoiceConfig(**change).validate()
+
+
+def test_trained_model_runs_in_the_device_pipeline(trained):
+    """The log-mel model goes through the same VoicePipeline as the pretrained one, with the same numbers."""
+    import keras
+
+    from edge.sources.audio import AudioFileConfig, AudioFileSource
+    from edge.voice.pipeline import VoicePipeline
+
+    data, out = trained
+    reference_model = keras.models.load_model(out / "voice.keras")
+    pipeline = VoicePipeline(open_model(out / "voice.fp32.tflite"))
+    assert pipeline.logmel is not None
+    test_speakers = json.loads((out / "evaluation.json").read_text())["split"]["test_speakers"]
+    path = next(p for p in sorted(data.rglob("*.wav")) if ravdess_recording(p).speaker in test_speakers)
+    source = AudioFileSource(AudioFileConfig(path=str(path), realtime=False, window_s=2.5, hop_s=1.0))
+    source.start()
+    checked = 0
+    try:
+        while True:
+            window = source.read(timeout=5)
+            if window is None:
+                break
+            features, verdict, reason = pipeline.analyse(window)
+            if features is None:
+                continue
+            expected = reference_model.predict(features[None], verbose=0)[0]
+            actual = pipeline.model.predict(features[None])[0]
+            assert np.abs(actual - expected).max() < 1e-4
+            checked += 1
+    finally:
+        source.stop()
+    assert checked >= 1

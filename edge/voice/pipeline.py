@@ -20,6 +20,7 @@ from ..affect import coordinates, valence_arousal
 from ..errors import EdgeError
 from ..events import Event, utc_timestamp
 from .features import FEATURE_SIZE, MODEL_RATE, N_FFT, PAD_MODES, FeatureExtractor
+from .logmel import LogMelConfig, log_mel
 from .resample import check_rate, resample
 from .vad import VadConfig, VoiceActivityDetector
 
@@ -37,8 +38,9 @@ class VoiceConfig:
     source: str = "microphone"
     # model directory written by `emotion-export voice`
     models: str = "models/voice"
-    # voice artifact in `models` (any .tflite or .onnx the export wrote)
-    model: str = "voice.int8.tflite"
+    # voice artifact in `models` (any .tflite or .onnx the export wrote); fp16 because the pretrained model's
+    # int8 artifacts agree with it on only about 90% of windows (see README)
+    model: str = "voice.fp16.tflite"
     # "auto" (by artifact format), "litert", "onnxruntime" or "tensorrt"
     backend: str = "auto"
     # inference threads
@@ -129,6 +131,13 @@ class VoicePipeline:
         self.smoother: Smoother = smoother or EmaSmoother(self.config.smoothing_alpha)
         self._input_shape: tuple[int, ...] = (1, FEATURE_SIZE)
         self._model_info = {"id": "none", "sha256": "", "estimator": "classifier"}
+        # Models trained with `emotion-export train-voice` read a log-mel image instead of the 181 means.
+        self.logmel: LogMelConfig | None = None
+        if model is not None and model.manifest.preprocessing.get("frontend") == "logmel":
+            self.logmel = LogMelConfig.from_manifest(model.manifest.preprocessing)
+            if self.logmel.rate != MODEL_RATE:
+                raise EdgeError(f"voice model {model.manifest.model_id} wants log-mel at {self.logmel.rate} Hz; "
+                                f"the device pipeline resamples to {MODEL_RATE} Hz")
         if model is not None:
             self._check_model(model)
         self.counts = {key: 0 for key in (
@@ -139,6 +148,15 @@ class VoicePipeline:
 
     def _check_model(self, model) -> None:
         shape = tuple(model.input_shape[1:])
+        if self.logmel is not None:
+            expected = log_mel(np.zeros(self.logmel.samples, np.float32), self.logmel).shape
+            if shape != expected:
+                raise EdgeError(f"voice model {model.manifest.model_id} takes input {shape}, but its manifest's "
+                                f"log-mel frontend makes {expected}; re-export the model")
+            self._input_shape = (1,) + shape
+            self._model_info = {"id": model.manifest.model_id, "sha256": model.manifest.sha256,
+                                "estimator": "classifier"}
+            return
         size = int(np.prod([d for d in shape if isinstance(d, int) and d > 0])) if shape else 0
         if size != FEATURE_SIZE or any(not isinstance(d, int) or d <= 0 for d in shape):
             raise EdgeError(f"voice model {model.manifest.model_id} takes input {shape}, but the voice features "
@@ -184,7 +202,8 @@ class VoicePipeline:
         if verdict.speech_fraction < self.vad.config.min_speech_fraction:
             return self._skip("no_speech", verdict)
         started = time.perf_counter()
-        vector = self.features.extract(samples - np.float32(verdict.dc_offset))
+        centred = samples - np.float32(verdict.dc_offset)
+        vector = log_mel(centred, self.logmel) if self.logmel is not None else self.features.extract(centred)
         self._timing["features_ms"] = (time.perf_counter() - started) * 1000
         return vector, verdict, None
 
