@@ -78,7 +78,13 @@ class NewestSlot(Generic[T]):
             item, self._item = self._item, None
             if item is not None:
                 self.taken += 1
+                self._cond.notify_all()
             return item
+
+    def wait_taken(self, timeout: float | None = None) -> bool:
+        """Wait until the pending item was taken (or the slot closed); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._item is None or self._closed, timeout)
 
     def close(self) -> None:
         """Wake every waiting reader; the pending item can still be taken."""

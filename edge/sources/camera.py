@@ -45,8 +45,8 @@ class CameraConfig:
     fps: float = 0.0
     # what a video file does at its end: "loop" plays it again, "stop" ends the source (state "ended")
     on_end: str = "loop"
-    # pace file playback at the file's fps (demo videos play in real time); false reads as fast as
-    # possible (benchmarks)
+    # pace file playback at the file's fps (demo videos play in real time); false reads as fast as the
+    # pipeline takes frames, decoding the next while one is processed and dropping none (benchmarks, batch jobs)
     realtime: bool = True
     # first wait before reopening a lost or unopenable input, in seconds; doubles on each failure
     reconnect_initial_s: float = 0.5
@@ -304,6 +304,11 @@ class CameraSource(Source[Frame]):
                         stamp = time.time()
                         self._slot.put(Frame(_to_rgb(image), stamp, index))
                         index += 1
+                        if self.kind == "file" and not cfg.realtime:
+                            # Unpaced file: decode the next frame while this one is processed, never ahead of
+                            # the consumer, so no frame is decoded only to be dropped.
+                            while not self._slot.wait_taken(0.2) and not self._halt.is_set():
+                                pass
                         frames_since_open += 1
                         if last_stamp is not None and stamp > last_stamp:
                             rate = 1.0 / (stamp - last_stamp)
