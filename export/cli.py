@@ -71,6 +71,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--test-fraction", type=float, default=0.25, help="share of speakers held out (default 0.25)")
     train.add_argument("--seed", type=int, default=0, help="random seed for the split and training")
     train.add_argument("--strict", action="store_true", help="exit 3 when an artifact misses the parity/size bars")
+
+    eeg = commands.add_parser(
+        "train-eeg", help="train TSception or a DE-feature model on EEG and export it",
+        description="Train on a folder of edge.eeg.recorder sessions (markers 'label:<class>' ... 'end'), "
+                    "DREAMER.mat or SEED's folder, split by trial/subject, report held-out accuracy and export it.")
+    eeg.add_argument("--data", type=Path, required=True, help="recordings folder, DREAMER.mat or SEED folder")
+    eeg.add_argument("--model", choices=["tsception", "de"], default="de", help="model kind (default de)")
+    eeg.add_argument("--out", type=Path, default=Path("models/eeg"), help="output directory (default: models/eeg)")
+    eeg.add_argument("--labels", type=_labels, help="classes to keep, comma separated (default: all found)")
+    eeg.add_argument("--epochs", type=int, help="training epochs (default 30 tsception, 80 de)")
+    eeg.add_argument("--group-by", choices=["auto", "trial", "subject"], default="auto",
+                     help="split unit (default auto: subject when there are >= 4 subjects)")
+    eeg.add_argument("--dreamer-target", choices=["valence", "arousal"], default="valence",
+                     help="DREAMER score binarized at > 3 (default valence)")
+    eeg.add_argument("--test-fraction", type=float, default=0.25, help="share of groups held out (default 0.25)")
+    eeg.add_argument("--seed", type=int, default=0, help="random seed for the split and training")
+    eeg.add_argument("--strict", action="store_true", help="exit 3 when an artifact misses the parity bars")
     return parser
 
 
@@ -102,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
 
             report = train_voice(args.data, args.out, TrainVoiceConfig(
                 labels=args.labels, epochs=args.epochs, test_fraction=args.test_fraction, seed=args.seed))
+        elif args.command == "train-eeg":
+            from .train_eeg import TrainEEGConfig, train_eeg
+
+            report = train_eeg(args.data, args.out, TrainEEGConfig(
+                model=args.model, labels=args.labels, epochs=args.epochs, group_by=args.group_by,
+                dreamer_target=args.dreamer_target, test_fraction=args.test_fraction, seed=args.seed))
         else:
             raise ExportError(f"unknown command {args.command}")
     except (ExportError, EdgeError) as exc:

@@ -3,8 +3,11 @@
 TSception (Ding et al., "TSception: Capturing Temporal Dynamics and Spatial Asymmetry from EEG
 for Emotion Recognition", IEEE Trans. Affective Computing 2022), written here from the paper:
 - temporal learner: three parallel convolutions along time with kernels of 0.5, 0.25 and 0.125 of
-  the sampling rate (multi-scale: ~2, 4, 8 Hz and faster rhythms), each followed by a power layer
-  (square, average pooling, log: a learned band power), concatenated along time;
+  the sampling rate (multi-scale: ~2, 4, 8 Hz and faster rhythms), each followed by a "power"
+  layer, concatenated along time. The paper's power layer is square, average pool, log; here it is
+  rectify and average pool (mean amplitude of the learned band), because int8 quantization of
+  squared-then-logged activity was measured to break the model (45% top-1 agreement with float),
+  while the amplitude form keeps a linear range int8 represents well;
 - asymmetric spatial learner: a global kernel over all channels and a hemisphere kernel of height
   channels / 2 with the same stride, so with the Muse order (TP9, AF7 | AF8, TP10) it sees the
   left pair and the right pair separately; both with power layers (3 rows: global, left, right);
@@ -30,32 +33,38 @@ from .bundle import ModelSpec
 MODEL_RATE = 128.0
 
 
-_LOG_LAYER = []
+_RECTIFY_LAYER = []
 
 
 def _power_layer():
-    """The Log layer class, defined once (Keras is imported lazily: the export pipeline only)."""
-    if _LOG_LAYER:
-        return _LOG_LAYER[0]
+    """The Rectify layer class, defined once (Keras is imported lazily: the export pipeline only)."""
+    if _RECTIFY_LAYER:
+        return _RECTIFY_LAYER[0]
     import keras
 
     @keras.saving.register_keras_serializable(package="emotion_edge")
-    class Log(keras.layers.Layer):
-        """log(x + eps): turns pooled squared activity into log power."""
+    class Rectify(keras.layers.Layer):
+        """|x|: with average pooling, the mean amplitude of a filtered signal (a band-power proxy)."""
 
         def call(self, x):
-            return keras.ops.log(x + 1e-4)
+            return keras.ops.abs(x)
 
-    _LOG_LAYER.append(Log)
-    return Log
+    _RECTIFY_LAYER.append(Rectify)
+    return Rectify
 
 
 def _power(x, pool: int, step: int, name: str):
     import keras
 
-    x = keras.layers.Multiply(name=f"{name}_square")([x, x])
-    x = keras.layers.AveragePooling2D((1, pool), strides=(1, step), name=f"{name}_pool")(x)
-    return _power_layer()(name=f"{name}_log")(x)
+    x = _power_layer()(name=f"{name}_rectify")(x)
+    return keras.layers.AveragePooling2D((1, pool), strides=(1, step), name=f"{name}_pool")(x)
+
+
+def _power1d(x, pool: int, name: str):
+    import keras
+
+    x = _power_layer()(name=f"{name}_rectify")(x)
+    return keras.layers.AveragePooling1D(pool, strides=pool, name=f"{name}_pool")(x)
 
 
 def tsception(channels: int = 4, samples: int = 512, classes: int = 3, rate: float = MODEL_RATE,
@@ -73,26 +82,26 @@ def tsception(channels: int = 4, samples: int = 512, classes: int = 3, rate: flo
         branches.append(_power(t, pool, pool, f"temporal_{k}"))
     x = keras.layers.Concatenate(axis=2, name="temporal_concat")(branches)
     x = keras.layers.BatchNormalization(momentum=0.9, name="temporal_bn")(x)
-    whole = keras.layers.Conv2D(num_s, (channels, 1), name="spatial_global")(x)
-    whole = _power(whole, 2, 2, "spatial_global")
+    # From here time is the sequence axis: (time, EEG channels, filters). The global kernel over
+    # all channels is a 1x1 convolution over channels x filters; the hemisphere kernel slides over
+    # the channel axis with stride channels / 2. Same maths as the paper's (channels, 1) and
+    # (channels / 2, 1) kernels; this layout converts cleanly to ONNX, whose converter mislabels
+    # shapes when a row axis collapses to 1 in the original layout.
+    x = keras.layers.Permute((2, 1, 3), name="time_first")(x)
+    steps = x.shape[1]
+    whole = keras.layers.Reshape((steps, channels * num_t), name="channels_x_filters")(x)
+    whole = keras.layers.Conv1D(num_s, 1, name="spatial_global")(whole)
     half = channels // 2
-    hemi = keras.layers.Conv2D(num_s, (half, 1), strides=(half, 1), name="spatial_hemisphere")(x)
-    hemi = _power(hemi, 2, 2, "spatial_hemisphere")
-    # The paper stacks the 3 rows (global, left, right) and fuses them with a (3, 1) kernel; that
-    # equals 1x1 convolutions over the global row plus over the two hemisphere rows laid side by
-    # side as channels, summed. Built that way because tf2onnx mislabels the shapes of a row
-    # Concat / Cropping here and ONNX Runtime then refuses the graph.
-    steps = hemi.shape[2]
-    hemi = keras.layers.Permute((2, 1, 3), name="hemisphere_rows_last")(hemi)
-    hemi = keras.layers.Reshape((1, steps, 2 * num_s), name="hemisphere_side_by_side")(hemi)
-    whole = keras.layers.BatchNormalization(momentum=0.9, name="spatial_bn_global")(whole)
-    hemi = keras.layers.BatchNormalization(momentum=0.9, name="spatial_bn_hemisphere")(hemi)
-    x = keras.layers.Add(name="fusion")([keras.layers.Conv2D(num_s, (1, 1), name="fusion_global")(whole),
-                                         keras.layers.Conv2D(num_s, (1, 1), use_bias=False,
-                                                             name="fusion_hemisphere")(hemi)])
-    x = _power(x, 4, 4, "fusion")
+    hemi = keras.layers.Conv2D(num_s, (1, half), strides=(1, half), name="spatial_hemisphere")(x)
+    hemi = keras.layers.Reshape((steps, 2 * num_s), name="left_right")(hemi)
+    x = keras.layers.Concatenate(axis=-1, name="spatial_concat")(
+        [_power1d(whole, 2, "spatial_global"), _power1d(hemi, 2, "spatial_hemisphere")])
+    x = keras.layers.BatchNormalization(momentum=0.9, name="spatial_bn")(x)
+    # Fusion over the 3 rows (global, left, right): a 1x1 convolution over their filters.
+    x = keras.layers.Conv1D(num_s, 1, name="fusion")(x)
+    x = _power1d(x, 4, "fusion")
     x = keras.layers.BatchNormalization(momentum=0.9, name="fusion_bn")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="time_mean")(x)
+    x = keras.layers.GlobalAveragePooling1D(name="time_mean")(x)
     x = keras.layers.Dense(hidden, activation="relu", name="hidden")(x)
     x = keras.layers.Dropout(dropout)(x)
     outputs = keras.layers.Dense(classes, activation="softmax", name="probabilities")(x)

@@ -187,7 +187,9 @@ def read_dreamer(path: Path, target: str = "valence") -> list[Piece]:
     pieces = []
     for s, subject in enumerate(subjects, start=1):
         scores = np.atleast_1d(getattr(subject, "ScoreValence" if target == "valence" else "ScoreArousal"))
-        stimuli = np.atleast_1d(subject.EEG.stimuli)
+        stimuli = subject.EEG.stimuli
+        # squeeze_me turns a one-clip cell into the clip itself
+        stimuli = [stimuli] if stimuli.dtype != object else list(np.atleast_1d(stimuli))
         if len(stimuli) != len(scores):
             raise ExportError(f"{path}: subject {s} has {len(stimuli)} clips but {len(scores)} scores")
         for k, (signal, score) in enumerate(zip(stimuli, scores), start=1):

@@ -44,11 +44,11 @@ class TrainEEGConfig:
     model: str = "de"
     # Classes to keep (None = every label found).
     labels: list[str] | None = None
-    # Passes over the training windows (None = 40 for tsception, 80 for de).
+    # Passes over the training windows (None = 30 for tsception, 80 for de).
     epochs: int | None = None
     # Windows per gradient step.
     batch_size: int = 32
-    # Adam learning rate (None = 2e-3 for tsception, 3e-3 for de).
+    # Adam learning rate (None = 1e-2 for tsception, 3e-3 for de).
     learning_rate: float | None = None
     # Share of groups (trials or subjects) held out for testing.
     test_fraction: float = 0.25
@@ -195,7 +195,7 @@ def train_eeg(data: Path, out_dir: Path, config: TrainEEGConfig | None = None) -
     keras.utils.set_random_seed(config.seed)
     if kind == "window":
         model = eeg.tsception(x.shape[1], x.shape[2], len(labels), eeg.MODEL_RATE)
-        epochs, lr = config.epochs or 40, config.learning_rate or 2e-3
+        epochs, lr = config.epochs or 30, config.learning_rate or 1e-2
     else:
         model = eeg.de_mlp(x.shape[1], len(labels))
         epochs, lr = config.epochs or 80, config.learning_rate or 3e-3
