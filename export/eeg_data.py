@@ -154,7 +154,9 @@ def _loadmat(path: Path) -> dict:
 
     try:
         return scipy.io.loadmat(str(path), squeeze_me=True, struct_as_record=False)
-    except Exception as exc:  # scipy raises several types for a bad file
+    except NotImplementedError:
+        raise ExportError(f"{path} is a MATLAB v7.3 (HDF5) file; re-save it with save(..., '-v7')") from None
+    except (ValueError, TypeError, OSError) as exc:
         raise ExportError(f"cannot read {path} as a MATLAB file ({exc})") from None
 
 

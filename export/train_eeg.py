@@ -105,14 +105,14 @@ def group_split(labels: list[str], trials: list[str], subjects: list[str], test_
             if len(own) < 2:
                 raise ExportError(f"class {label!r} has {len(own)} trial; record at least two trials per class so "
                                   "one can be held out")
-            count = min(len(own) - 1, max(1, int(round(test_fraction * len(own)))))
+            count = min(len(own) - 1, max(1, round(test_fraction * len(own))))
             test_trials += list(rng.permutation(own)[:count])
         test = np.isin(trials_a, test_trials)
         return ~test, test, "trial"
     people = sorted(set(subjects))
     if len(people) < 2:
         raise ExportError("a subject split needs at least two subjects; use group_by = trial")
-    count = min(len(people) - 1, max(1, int(round(test_fraction * len(people)))))
+    count = min(len(people) - 1, max(1, round(test_fraction * len(people))))
     for _ in range(200):
         test = np.isin(subjects_a, rng.permutation(people)[:count])
         if set(labels_a[test]) == set(classes) and set(labels_a[~test]) == set(classes):
@@ -123,8 +123,8 @@ def group_split(labels: list[str], trials: list[str], subjects: list[str], test_
 def _format(evaluation: dict[str, Any], trials: dict[str, Any], unit: str) -> str:
     labels = evaluation["confusion_matrix"]["labels"]
     width = max(9, *(len(label) for label in labels)) + 1
-    lines = [f"held-out {unit}s: accuracy {evaluation['accuracy'] * 100:.1f}% over {evaluation['samples']} windows, "
-             f"{trials['accuracy'] * 100:.1f}% over {trials['samples']} trials (chance {evaluation['chance'] * 100:.1f}%)",
+    lines = [(f"held-out {unit}s: accuracy {evaluation['accuracy'] * 100:.1f}% over {evaluation['samples']} windows, "
+              f"{trials['accuracy'] * 100:.1f}% over {trials['samples']} trials (chance {evaluation['chance'] * 100:.1f}%)"),
              "confusion matrix (windows; rows true, columns predicted):",
              " " * width + "".join(f"{label:>{width}}" for label in labels) + f"{'acc':>8}"]
     for label, row in zip(labels, evaluation["confusion_matrix"]["counts"]):
@@ -159,7 +159,7 @@ def train_eeg(data: Path, out_dir: Path, config: TrainEEGConfig | None = None) -
     pieces, dataset = eeg_data.read_dataset(Path(data), config.dreamer_target)
     rates = sorted({p.rate for p in pieces})
     kind = "window" if config.model == "tsception" else "de"
-    samples = int(round(config.eeg.window_s * eeg.MODEL_RATE))
+    samples = round(config.eeg.window_s * eeg.MODEL_RATE)
     shape_info = {"model_rate_hz": eeg.MODEL_RATE, "samples": samples, "scale_uv": 1.0} if kind == "window" else {}
     found = sorted({s.label for p in pieces for s in p.spans})
     labels = list(config.labels) if config.labels else found
@@ -216,7 +216,7 @@ def train_eeg(data: Path, out_dir: Path, config: TrainEEGConfig | None = None) -
     split = {"unit": unit, "train_trials": train_trials, "test_trials": names,
              "train_subjects": sorted(set(np.asarray(subjects)[train])),
              "test_subjects": sorted(set(np.asarray(subjects)[test])),
-             "train_windows": int(len(x_train)), "test_windows": int(len(x_test)),
+             "train_windows": len(x_train), "test_windows": len(x_test),
              "rejected_windows": ws.rejected, "windows_outside_trials": ws.outside}
     log.info("%s", evaluation["text"])
 

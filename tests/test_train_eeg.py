@@ -16,8 +16,20 @@ import pytest
 from edge.eeg import MUSE_CHANNELS
 from edge.eeg.classifier import WindowPipeline, load_eeg_classifier, resample_window
 from edge.eeg.config import EEGConfig
-from edge.eeg.recorder import FORMAT, _write_json_atomic, _write_rows, load_recording, record
-from edge.eeg.simulator import LABELS, MuseSignal, Segment, SimulatorConfig, run_simulator
+from edge.eeg.recorder import (
+    FORMAT,
+    _write_json_atomic,
+    _write_rows,
+    load_recording,
+    record,
+)
+from edge.eeg.simulator import (
+    LABELS,
+    MuseSignal,
+    Segment,
+    SimulatorConfig,
+    run_simulator,
+)
 from edge.errors import EdgeError
 from edge.sources.lsl import LSLSourceConfig
 from export import eeg_data
@@ -67,8 +79,9 @@ def _record_live(stem):
     segments = [Segment(TRIAL_S, *CLASSES[label]) for label in order]
     started = {}
     cfg = SimulatorConfig(source_id=sid, seed=99, blinks_per_min=BLINKS, speed=8.0, wait_for_consumer_s=15.0, linger_s=0.5)
-    sim = threading.Thread(target=run_simulator, kwargs=dict(
-        config=cfg, segments=segments, on_ready=lambda: started.setdefault("t0", pylsl.local_clock())), daemon=True)
+    sim = threading.Thread(target=run_simulator, kwargs={
+        "config": cfg, "segments": segments, "on_ready": lambda: started.setdefault("t0", pylsl.local_clock())},
+        daemon=True)
     sim.start()
     deadline = time.monotonic() + 20
     while "t0" not in started and time.monotonic() < deadline:

@@ -39,7 +39,7 @@ def resample_window(x: np.ndarray, rate_in: float, rate_out: float) -> np.ndarra
     """
     x = np.asarray(x, dtype=np.float64)
     n_in = x.shape[0]
-    n_out = int(round(n_in * rate_out / rate_in))
+    n_out = round(n_in * rate_out / rate_in)
     if n_out == n_in:
         return x.copy()
     if n_out < 2:
