@@ -27,6 +27,9 @@ CIRCUMPLEX: dict[str, tuple[float, float]] = {
     "calm": (0.45, -0.60),
     "positive": (0.70, 0.10),
     "negative": (-0.70, 0.10),
+    # Binarized dimensional labels (DREAMER arousal scores > 3 vs <= 3): the dimension itself, the other at 0.
+    "low_arousal": (0.00, -0.60),
+    "high_arousal": (0.00, 0.60),
 }
 
 

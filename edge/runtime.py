@@ -198,6 +198,7 @@ class EEGWorker(Worker):
             from .eeg.classifier import load_eeg_classifier
 
             classifier = load_eeg_classifier(Path(config.eeg.model).expanduser(), config.eeg.backend)
+            classifier.check_config(config.eeg)  # channels, window and filters must be the ones it was trained with
             model_id, sha256 = classifier.model_id, classifier.sha256
         source = LSLSource(config.lsl)
         self.pipeline = EEGPipeline(config.eeg, source, config.device.id, classifier=classifier,

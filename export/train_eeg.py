@@ -24,7 +24,7 @@ from edge.errors import EdgeError
 from . import eeg, eeg_data
 from .bundle import export_classifier, staged_directory, write_json
 from .errors import ExportError
-from .train_voice import evaluate
+from .evaluation import evaluate, format_evaluation
 
 log = logging.getLogger(__name__)
 
@@ -120,20 +120,6 @@ def group_split(labels: list[str], trials: list[str], subjects: list[str], test_
     raise ExportError("no subject split puts every class on both sides; use group_by = trial or more subjects")
 
 
-def _format(evaluation: dict[str, Any], trials: dict[str, Any], unit: str) -> str:
-    labels = evaluation["confusion_matrix"]["labels"]
-    width = max(9, *(len(label) for label in labels)) + 1
-    lines = [(f"held-out {unit}s: accuracy {evaluation['accuracy'] * 100:.1f}% over {evaluation['samples']} windows, "
-              f"{trials['accuracy'] * 100:.1f}% over {trials['samples']} trials (chance {evaluation['chance'] * 100:.1f}%)"),
-             "confusion matrix (windows; rows true, columns predicted):",
-             " " * width + "".join(f"{label:>{width}}" for label in labels) + f"{'acc':>8}"]
-    for label, row in zip(labels, evaluation["confusion_matrix"]["counts"]):
-        acc = evaluation["per_class_accuracy"][label]
-        lines.append(f"{label:>{width}}" + "".join(f"{c:>{width}}" for c in row)
-                     + (f"{acc * 100:>7.1f}%" if acc is not None else f"{'-':>8}"))
-    return "\n".join(lines)
-
-
 def eeg_bars(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """EEG parity bars: fp32 artifacts match the Keras model exactly in decisions, int8 in >= 90%."""
     bars = []
@@ -211,7 +197,7 @@ def train_eeg(data: Path, out_dir: Path, config: TrainEEGConfig | None = None) -
     trial_probs = np.stack([probs[test_trials == t].mean(0) for t in names])
     trial_targets = np.asarray([y_test[test_trials == t][0] for t in names])
     evaluation = {"windows": evaluate(probs, y_test, labels), "trials": evaluate(trial_probs, trial_targets, labels)}
-    evaluation["text"] = _format(evaluation["windows"], evaluation["trials"], unit)
+    evaluation["text"] = format_evaluation(evaluation["windows"], evaluation["trials"], f"{unit}s", "trials")
     train_trials = sorted(set(np.asarray(trials)[train]))
     split = {"unit": unit, "train_trials": train_trials, "test_trials": names,
              "train_subjects": sorted(set(np.asarray(subjects)[train])),

@@ -28,6 +28,7 @@ from edge.voice.resample import resample
 
 from .bundle import ModelSpec, check_bars, export_classifier, staged_directory, write_json
 from .errors import ExportError
+from .evaluation import evaluate, format_evaluation
 from .voice_data import cut_windows
 
 log = logging.getLogger(__name__)
@@ -193,33 +194,6 @@ def build_model(input_shape: tuple[int, ...], classes: int, config: TrainVoiceCo
     return keras.Model(inputs, outputs, name="voice_logmel_cnn")
 
 
-def evaluate(probs: np.ndarray, targets: np.ndarray, labels: list[str]) -> dict[str, Any]:
-    """Accuracy, per-class accuracy (recall) and confusion matrix (rows true, columns predicted)."""
-    predicted = probs.argmax(1)
-    matrix = np.zeros((len(labels), len(labels)), dtype=int)
-    np.add.at(matrix, (targets, predicted), 1)
-    per_class = {label: (round(float(matrix[i, i] / matrix[i].sum()), 4) if matrix[i].sum() else None)
-                 for i, label in enumerate(labels)}
-    return {"samples": int(len(targets)), "accuracy": round(float(np.mean(predicted == targets)), 4),
-            "chance": round(1 / len(labels), 4), "per_class_accuracy": per_class,
-            "confusion_matrix": {"labels": labels, "rows": "true", "columns": "predicted",
-                                 "counts": matrix.tolist()}}
-
-
-def format_evaluation(windows: dict[str, Any], clips: dict[str, Any]) -> str:
-    labels = windows["confusion_matrix"]["labels"]
-    width = max(8, *(len(label) for label in labels)) + 1
-    lines = [f"held-out speakers: accuracy {windows['accuracy'] * 100:.1f}% over {windows['samples']} windows, "
-             f"{clips['accuracy'] * 100:.1f}% over {clips['samples']} recordings (chance {windows['chance'] * 100:.1f}%)",
-             "confusion matrix (windows; rows true, columns predicted):",
-             " " * width + "".join(f"{label:>{width}}" for label in labels) + f"{'acc':>8}"]
-    for label, row in zip(labels, windows["confusion_matrix"]["counts"]):
-        acc = windows["per_class_accuracy"][label]
-        lines.append(f"{label:>{width}}" + "".join(f"{c:>{width}}" for c in row)
-                     + (f"{acc * 100:>7.1f}%" if acc is not None else f"{'-':>8}"))
-    return "\n".join(lines)
-
-
 def train_voice(data: Path, out_dir: Path, config: TrainVoiceConfig | None = None) -> dict[str, Any]:
     """Train on `data`, evaluate on held-out speakers, export into `out_dir`; return the report."""
     from .convert import quiet_tensorflow
@@ -261,7 +235,8 @@ def train_voice(data: Path, out_dir: Path, config: TrainVoiceConfig | None = Non
     clip_probs = np.stack([probs[owners == i].mean(0) for i in range(len(test))])
     clip_targets = np.asarray([labels.index(r.label) for r in test])
     evaluation = {"windows": evaluate(probs, y_test, labels), "recordings": evaluate(clip_probs, clip_targets, labels)}
-    evaluation["text"] = format_evaluation(evaluation["windows"], evaluation["recordings"])
+    evaluation["text"] = format_evaluation(evaluation["windows"], evaluation["recordings"], "speakers",
+                                           "recordings")
     split = {"speaker_source": speaker_source, "train_speakers": sorted({r.speaker for r in train}),
              "test_speakers": sorted({r.speaker for r in test}), "train_recordings": len(train),
              "test_recordings": len(test), "train_windows": int(len(x_train)), "test_windows": int(len(x_test))}

@@ -214,6 +214,46 @@ def test_train_export_and_run_on_device(sessions, tmp_path, model):
             assert agreement == 1.0 and error < 1e-4
         else:
             assert agreement >= 0.9
+    _runtime_uses_trained_model(out / f"{stem}.int8.tflite", tmp_path)
+
+
+def _runtime_uses_trained_model(artifact, tmp_path):
+    """The whole `emotion-edge run` process with `eeg.model` set: classifier events with labels reach the hub."""
+    import signal
+    import threading
+    import uuid
+
+    from edge.eeg.simulator import SimulatorConfig, run_simulator
+    from tests.mqtt_broker import Broker, Subscriber
+    from tests.runtime_helpers import start_runtime
+
+    broker = Broker(tmp_path).start()
+    source_id = f"sim-{uuid.uuid4().hex[:8]}"
+    stop = threading.Event()
+    simulator = threading.Thread(target=run_simulator, daemon=True, kwargs={
+        "config": SimulatorConfig(source_id=source_id, name=source_id), "stop": stop})
+    simulator.start()
+    subscriber = Subscriber(broker.port, ["emotion_edge/eegdev/eeg/state"])
+    config = {"device": {"id": "eegdev", "data_dir": str(tmp_path / "data")}, "face": {"enabled": False},
+              "eeg": {"enabled": True, "model": str(artifact)},
+              "lsl": {"source_id": source_id, "resolve_timeout_s": 1.0},
+              "mqtt": {"host": "127.0.0.1", "port": broker.port, "connect_timeout_s": 2.0}}
+    process = start_runtime(tmp_path, config)
+    try:
+        ok = subscriber.wait_for(lambda msgs: any(json.loads(m.payload)["label"] for m in msgs), timeout=60)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+        stop.set()
+        simulator.join(timeout=10)
+        subscriber.close()
+        broker.stop()
+    assert ok, stderr[-3000:]
+    events = [json.loads(line) for line in stdout.splitlines() if line.startswith('{"device_id"')]
+    assert events and all(e["model"]["estimator"] == "classifier" for e in events)
+    labelled = [e for e in events if e["label"]]
+    assert labelled and all(e["label"] in CLASSES for e in labelled)
+    assert all(abs(sum(e["probabilities"].values()) - 1) < 0.02 for e in labelled)
 
 
 def test_device_classifier_rejects_mismatches(sessions, tmp_path):

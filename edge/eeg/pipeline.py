@@ -131,6 +131,8 @@ class EEGPipeline:
         features = extract_features(filtered, self._rate, cfg.channels, cfg.left_frontal, cfg.right_frontal,
                                     welch_segment=max(8, round(cfg.welch_segment_s * self._rate)))
         assessment = assess(raw, filtered, bad, cfg, self._rate)
+        # Window-input classifiers (TSception) read the filtered window itself, not just its features.
+        features.extra.update(filtered=filtered, rate=self._rate)
         self._counts["windows"] += 1
         self._counts["rejected"] += int(assessment.rejected)
         self._recent_rejects.append(assessment.rejected)
