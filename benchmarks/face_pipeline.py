@@ -451,7 +451,7 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=300, help="timed frames per run (the video loops)")
     parser.add_argument("--warmup", type=int, default=15, help="untimed frames before each run")
     parser.add_argument("--threads", default="1,2", help="comma-separated inference thread counts")
-    parser.add_argument("--infer-every", default="1,2",
+    parser.add_argument("--infer-every", default="1,2,3",
                         help="comma-separated face.infer_every values (2 is the runtime default)")
     parser.add_argument("--fer-frames", type=int, default=150, help="timed frames for each fer run")
     parser.add_argument("--quick", action="store_true",
