@@ -231,9 +231,11 @@ def pipeline_run(video: Path, config: FaceConfig, frames: int, warmup: int, port
                 publisher.publish_state("face", result.state)
             t3 = time.perf_counter()
             stages["decode"].append((t1 - t0) * 1000)
-            stages["detect"].append(result.timings_ms["detect"])
-            stages["classify"].append(result.timings_ms["classify"])
-            stages["other"].append((t2 - t1) * 1000 - result.timings_ms["detect"] - result.timings_ms["classify"])
+            detect = result.timings_ms.get("detect", 0.0)  # frames skipped by infer_every run no model
+            classify = result.timings_ms.get("classify", 0.0)
+            stages["detect"].append(detect)
+            stages["classify"].append(classify)
+            stages["other"].append((t2 - t1) * 1000 - detect - classify)
             stages["publish"].append((t3 - t2) * 1000)
             events += len(result.events)
             states += result.state is not None

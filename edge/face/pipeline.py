@@ -116,7 +116,7 @@ class FacePipeline:
             if timestamp - self._last_state >= self.config.state_interval_s:
                 self._last_state = timestamp
                 state = self.state(timestamp)
-            return FaceResult([], state, {"detect": 0.0, "classify": 0.0}, len(self.tracker.active_ids))
+            return FaceResult([], state, {}, len(self.tracker.active_ids))  # no model ran: no stage timings
         timings = {}
         start = time.perf_counter()
         faces = self.detector.detect(image)
