@@ -86,7 +86,8 @@ def _run(args: argparse.Namespace) -> int:
         print("\nevents: " + ", ".join(f"{name} x{count}" for name, count in sorted(labels.items())))
         for modality, health in summary["health"].items():
             stages = ", ".join(f"{stage} {times['median_ms']} ms" for stage, times in health.get("stages", {}).items())
-            print(f"{modality}: {health.get('frames', 0)} frames, median per frame: {stages}")
+            print(f"{modality}: {health.get('frames', 0)} frames, median ms per stage run "
+                  f"(detect/classify on frames where the models ran): {stages}")
         mqtt = summary["mqtt"]
         print(f"mqtt: {mqtt.get('events_acked', 0)} events acknowledged by the broker, "
               f"{mqtt.get('spool_depth', 0)} still spooled")
