@@ -8,6 +8,7 @@ export never leaves a half-written model directory.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -76,7 +77,7 @@ def toolchain() -> dict[str, str]:
     versions = {"python": platform.python_version(), "emotion-edge": edge_version}
     for module in ("tensorflow", "tf2onnx", "onnx", "onnxruntime", "ai_edge_litert"):
         try:
-            versions[module] = __import__(module).__version__
+            versions[module] = importlib.import_module(module).__version__
         except Exception:
             continue
     return versions

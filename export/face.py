@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -110,7 +111,7 @@ def export_detector(key: str, stage: Path, cache: Path | None) -> list[dict[str,
             "bytes": path.stat().st_size,
             "latency_1_thread": measure_latency(lambda: detectors[path].model.run(tensor)),
         }
-        manifest = __import__("json").loads(manifest_path(path).read_text())
+        manifest = json.loads(manifest_path(path).read_text())
         manifest["parity"] = figures
         write_json(manifest_path(path), manifest)
         rows.append({"artifact": path.name, "format": path.suffix[1:], "precision": "fp32",

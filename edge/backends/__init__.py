@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from ..errors import EdgeError
@@ -20,8 +21,7 @@ def backend_class(key: str) -> type[Backend]:
     if key not in BACKENDS:
         raise EdgeError(f"unknown backend {key!r}; choose one of {', '.join(sorted(BACKENDS))} or 'auto'")
     module_name, class_name = BACKENDS[key]
-    module = __import__(module_name, fromlist=[class_name])
-    return getattr(module, class_name)
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def open_model(artifact: str | Path | Manifest, backend: str = "auto", threads: int = 1) -> Backend:

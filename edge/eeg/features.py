@@ -1,6 +1,6 @@
 """Band features of one EEG window: Welch band power, differential entropy, frontal asymmetry.
 
-Shared by the live pipeline and (later) the training command, so a model is trained on exactly
+Shared by the live pipeline and the training command (export/eeg_data.py), so a model is trained on exactly
 the numbers it will see on the device. Conventions:
 - band power: integral of the one-sided Welch PSD (periodic Hann window, 50% overlap, mean removed, density scaling) over the band,
   in uV^2; equals the variance of the signal restricted to that band.

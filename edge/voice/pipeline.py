@@ -73,7 +73,7 @@ class VoiceConfig:
 
 
 class Smoother(Protocol):
-    """What edge.smoothing will provide: per-stream probability smoothing."""
+    """Per-stream probability smoothing a caller may plug in instead of the default EMA."""
 
     def update(self, probabilities: np.ndarray) -> np.ndarray: ...
 
@@ -81,7 +81,11 @@ class Smoother(Protocol):
 
 
 class EmaSmoother:
-    """Exponential moving average of probability vectors; stands in until edge.smoothing lands."""
+    """Exponential moving average of probability vectors over consecutive speech windows.
+
+    Voice windows are about a second apart, so a plain EMA is enough here; the runtime publishes an
+    event when the smoothed label changes (faces use edge.smoothing, which adds a dwell time for
+    per-frame scores)."""
 
     def __init__(self, alpha: float):
         self.alpha = float(alpha)
