@@ -7,6 +7,7 @@ SSD anchor options for the short-range (128 px) and full-range (192 px) models.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,21 +68,44 @@ def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area + areas - inter, 1e-9)
 
 
+def iou_matrix(boxes: np.ndarray) -> np.ndarray:
+    """All pairwise IoUs at once, element for element the same arithmetic as `iou`."""
+    x0 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    y0 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    x1 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+    y1 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(areas[:, None] + areas[None, :] - inter, 1e-9)
+
+
 def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, iou_threshold: float):
-    """BlazeFace's blending suppression: overlapping detections are averaged, weighted by score."""
+    """BlazeFace's blending suppression: overlapping detections are averaged, weighted by score.
+
+    The candidates are few (those above the score threshold), so one IoU matrix up front is
+    cheaper than an IoU pass per kept face.
+    """
     order = np.argsort(-scores)
     boxes, keypoints, scores = boxes[order], keypoints[order], scores[order]
-    remaining = np.arange(len(scores))
+    overlaps = iou_matrix(boxes) >= iou_threshold
+    free = np.ones(len(scores), dtype=bool)
     kept = []
-    while remaining.size:
-        overlaps = iou(boxes[remaining[0]], boxes[remaining])
-        group = remaining[overlaps >= iou_threshold]
-        weights = scores[group][:, None]
-        blended_box = (boxes[group] * weights).sum(axis=0) / weights.sum()
-        blended_kp = (keypoints[group] * weights[:, :, None]).sum(axis=0) / weights.sum()
-        kept.append((blended_box, blended_kp, float(scores[remaining[0]])))
-        remaining = remaining[overlaps < iou_threshold]
+    for first in range(len(scores)):
+        if not free[first]:
+            continue
+        members = overlaps[first] & free
+        members[first] = True  # a degenerate (zero-area) box still forms its own group
+        free &= ~members
+        weights = scores[members][:, None]
+        total = weights.sum()
+        blended_box = (boxes[members] * weights).sum(axis=0) / total
+        blended_kp = (keypoints[members] * weights[:, :, None]).sum(axis=0) / total
+        kept.append((blended_box, blended_kp, float(scores[first])))
     return kept
+
+
+def _logit(probability: float) -> float:
+    return math.log(probability / (1.0 - probability))
 
 
 class FaceDetector:
@@ -98,52 +122,86 @@ class FaceDetector:
         self.iou_threshold = iou_threshold
         self.min_face_size = min_face_size
         self.max_faces = max_faces
+        # Anchors whose raw logit is below this cannot reach score_threshold, so the sigmoid and the
+        # decoding only run on the few that can. The margin keeps the exact float64 test the final word.
+        self._logit_floor = _logit(score_threshold) - 1e-3 if 0.0 < score_threshold < 1.0 else -math.inf
+        size = self.input_size
+        self._input = np.full((1, size, size, 3), -1.0, dtype=np.float32)  # padding stays -1 between frames
+        self._layout: tuple | None = None  # letterbox geometry of the last frame shape
+
+    def _geometry(self, height: int, width: int) -> tuple:
+        """Letterbox placement for a frame shape, worked out once per shape."""
+        side = max(height, width)
+        size = self.input_size
+        new_w, new_h = max(1, round(width * size / side)), max(1, round(height * size / side))
+        top, left = (size - new_h) // 2, (size - new_w) // 2
+        # An odd whole-number shrink factor makes INTER_AREA a plain k x k box average; a box blur
+        # sampled at the block centres gives the same pixels (odd k rounds the same way) at half the cost.
+        factor = side // size
+        box = factor if (factor >= 3 and factor % 2 and side == factor * size and width == new_w * factor
+                         and height == new_h * factor) else 0
+        return (height, width, new_w, new_h, top, left, float(side), left * side / size, top * side / size, box)
+
+    def _letterbox(self, rgb: np.ndarray) -> tuple[np.ndarray, float, float, float]:
+        """Write the letterboxed, [-1, 1]-scaled frame into the reusable input buffer."""
+        import cv2
+
+        height, width = rgb.shape[:2]
+        layout = self._layout
+        if layout is None or layout[0] != height or layout[1] != width:
+            layout = self._layout = self._geometry(height, width)
+            self._input.fill(-1.0)
+        _, _, new_w, new_h, top, left, side, pad_x, pad_y, box = layout
+        if box:
+            half = box // 2
+            small = cv2.blur(rgb, (box, box))[half::box, half::box]
+        else:
+            interpolation = cv2.INTER_AREA if side > self.input_size else cv2.INTER_LINEAR
+            small = cv2.resize(rgb, (new_w, new_h), interpolation=interpolation)
+        region = self._input[0, top:top + new_h, left:left + new_w]
+        np.multiply(small, np.float32(1 / 127.5), out=region, dtype=np.float32)
+        region -= np.float32(1.0)
+        return self._input, side, pad_x, pad_y
 
     def preprocess(self, rgb: np.ndarray) -> tuple[np.ndarray, float, int, int]:
         """Letterbox to a square model input scaled to [-1, 1]; return the mapping back.
 
         The frame is shrunk first and the small result padded, so the costly area resampling
-        never touches padding (returned offsets are in source pixels).
+        never touches padding (returned offsets are in source pixels). The tensor is a copy the
+        caller may keep; `detect` itself reuses one buffer.
         """
-        import cv2
-
-        height, width = rgb.shape[:2]
-        side = max(height, width)
-        size = self.input_size
-        new_w, new_h = max(1, round(width * size / side)), max(1, round(height * size / side))
-        interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-        small = cv2.resize(rgb, (new_w, new_h), interpolation=interpolation)
-        top, left = (size - new_h) // 2, (size - new_w) // 2
-        tensor = np.full((size, size, 3), -1.0, dtype=np.float32)
-        tensor[top:top + new_h, left:left + new_w] = small.astype(np.float32) * (1 / 127.5) - 1.0
-        pad_x, pad_y = left * side / size, top * side / size
-        return tensor[None], float(side), pad_x, pad_y
+        tensor, side, pad_x, pad_y = self._letterbox(rgb)
+        return tensor.copy(), side, pad_x, pad_y
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
-        tensor, side, pad_x, pad_y = self.preprocess(rgb)
+        tensor, side, pad_x, pad_y = self._letterbox(rgb)
         regressors, classificators = self.model.run(tensor)[:2]
         if regressors.shape[-1] == 1:  # output order differs between converters
             regressors, classificators = classificators, regressors
-        raw = regressors.reshape(-1, regressors.shape[-1])
-        logits = np.clip(classificators.reshape(-1).astype(np.float64), -100.0, 100.0)
-        scores = 1.0 / (1.0 + np.exp(-logits))
-        candidates = np.nonzero(scores >= self.score_threshold)[0]
+        logits = classificators.reshape(-1)
+        candidates = np.flatnonzero(logits >= self._logit_floor)
+        if candidates.size == 0:
+            return []
+        chosen = np.clip(logits[candidates].astype(np.float64), -100.0, 100.0)
+        scores = 1.0 / (1.0 + np.exp(-chosen))
+        passed = scores >= self.score_threshold
+        candidates, scores = candidates[passed], scores[passed]
         if candidates.size == 0:
             return []
         size = float(self.input_size)
         anchors = self.anchors[candidates]
-        reg = raw[candidates]
+        reg = regressors.reshape(-1, regressors.shape[-1])[candidates]
         centre = reg[:, 0:2] / size + anchors
         half = reg[:, 2:4] / size / 2.0
         boxes = np.concatenate([centre - half, centre + half], axis=1)
         keypoints = reg[:, 4:16].reshape(-1, 6, 2) / size + anchors[:, None, :]
         faces = []
-        for box, kps, score in weighted_nms(boxes, keypoints, scores[candidates], self.iou_threshold):
-            pixel_box = box * side - np.array([pad_x, pad_y, pad_x, pad_y])
-            pixel_kps = kps * side - np.array([pad_x, pad_y])
-            face = Face(tuple(float(v) for v in pixel_box), score, pixel_kps.astype(np.float32))
-            if min(face.width, face.height) >= self.min_face_size:
-                faces.append(face)
+        box_offset = np.array([pad_x, pad_y, pad_x, pad_y])
+        kp_offset = np.array([pad_x, pad_y])
+        for box, kps, score in weighted_nms(boxes, keypoints, scores, self.iou_threshold):
+            x0, y0, x1, y1 = (box * side - box_offset).tolist()
+            if min(x1 - x0, y1 - y0) >= self.min_face_size:
+                faces.append(Face((x0, y0, x1, y1), score, (kps * side - kp_offset).astype(np.float32)))
             if len(faces) >= self.max_faces:
                 break
         return faces
