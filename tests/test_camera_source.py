@@ -126,6 +126,25 @@ def test_unpaced_file_runs_faster_than_its_fps_and_drops_nothing(tmp_path):
     assert 30 / elapsed > 50  # a paced playback would be 10 fps
 
 
+@pytest.mark.parametrize("prefetch", [1, 3])
+def test_unpaced_file_decodes_at_most_prefetch_frames_ahead(tmp_path, prefetch):
+    refs = pan_frames(12)
+    path = write_mjpg(str(tmp_path / "ahead.avi"), refs, fps=10)
+    with CameraSource(CameraConfig(source=path, on_end="stop", realtime=False, prefetch=prefetch)) as source:
+        frames, ahead = [], []
+        while (frame := source.read(timeout=5.0)) is not None:
+            frames.append(frame)
+            time.sleep(0.05)  # a slow frame: decoding runs on, but only up to `prefetch` frames
+            stats = source.stats()
+            ahead.append(stats["captured"] - stats["read"])
+        stats = source.stats()
+    assert [identify(f.image, refs)[0] for f in frames] == list(range(12))
+    assert [f.index for f in frames] == list(range(12))
+    assert stats["captured"] == 12 and stats["dropped"] == 0
+    assert max(ahead) == prefetch  # it did decode ahead, and never further than allowed
+    assert ahead[-1] == 0
+
+
 def test_loop_restarts_the_file(tmp_path):
     refs = pan_frames(5)
     path = write_mjpg(str(tmp_path / "short.avi"), refs, fps=50)
@@ -250,6 +269,8 @@ def test_read_before_start_returns_none_at_once():
     ("source", "  ", "camera.source"),
     ("reconnect_initial_s", 0, "camera.reconnect_initial_s"),
     ("open_timeout_s", -1, "camera.open_timeout_s"),
+    ("prefetch", 0, "camera.prefetch"),
+    ("prefetch", 2.5, "camera.prefetch"),
 ])
 def test_config_validation_names_the_key(key, value, message):
     config = CameraConfig(**{key: value})

@@ -1,7 +1,8 @@
 """Camera frames from OpenCV: a device, a video file, a network stream or a GStreamer pipeline.
 
 A background thread grabs continuously and keeps only the newest frame, so inference always
-works on the present and never on a backlog. Frames are RGB (OpenCV decodes BGR; we convert
+works on the present and never on a backlog (an unpaced file, where every frame counts, is
+instead decoded a bounded `prefetch` frames ahead of the consumer). Frames are RGB (OpenCV decodes BGR; we convert
 once here so every consumer can assume RGB). A live input that drops is reopened with
 exponential backoff; the thread never dies on a bad frame or a vanished device.
 
@@ -16,6 +17,7 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,8 +48,11 @@ class CameraConfig:
     # what a video file does at its end: "loop" plays it again, "stop" ends the source (state "ended")
     on_end: str = "loop"
     # pace file playback at the file's fps (demo videos play in real time); false reads as fast as the
-    # pipeline takes frames, decoding the next while one is processed and dropping none (benchmarks, batch jobs)
+    # pipeline takes frames, decoding ahead while one is processed and dropping none (benchmarks, batch jobs)
     realtime: bool = True
+    # unpaced file playback only: how many decoded frames may wait for the consumer. 2 lets decoding
+    # run on through a slow frame (one that runs the models) instead of idling after one frame
+    prefetch: int = 2
     # first wait before reopening a lost or unopenable input, in seconds; doubles on each failure
     reconnect_initial_s: float = 0.5
     # upper bound of the reconnect wait, in seconds
@@ -77,6 +82,8 @@ class CameraConfig:
             value = getattr(self, key)
             if not _is_number(value) or value <= 0:
                 raise EdgeError(f"camera.{key} must be a number of seconds > 0, not {value!r}")
+        if not isinstance(self.prefetch, int) or isinstance(self.prefetch, bool) or not 1 <= self.prefetch <= 16:
+            raise EdgeError(f"camera.prefetch must be a whole number of frames from 1 to 16, not {self.prefetch!r}")
         if self.reconnect_max_s < self.reconnect_initial_s:
             raise EdgeError(f"camera.reconnect_max_s ({self.reconnect_max_s}) must be >= "
                             f"camera.reconnect_initial_s ({self.reconnect_initial_s})")
@@ -129,6 +136,49 @@ class _Pacer:
         self.count += 1
 
 
+class _FrameQueue:
+    """A bounded FIFO with NewestSlot's interface, for unpaced files: every frame is delivered, in order.
+
+    The grab thread decodes up to `capacity` frames ahead and then waits for the consumer, so a
+    frame that takes long to process does not leave decoding idle, and nothing is decoded in vain.
+    """
+
+    def __init__(self, capacity: int):
+        self._cond = threading.Condition()
+        self._items: deque[Frame] = deque()
+        self._capacity = capacity
+        self._closed = False
+        self.put_count = 0
+        self.taken = 0
+        self.dropped = 0  # never: put() is only called when there is room
+
+    def put(self, item: Frame) -> None:
+        with self._cond:
+            self._items.append(item)
+            self.put_count += 1
+            self._cond.notify_all()
+
+    def take(self, timeout: float | None = None) -> Frame | None:
+        with self._cond:
+            if not self._items and not self._closed:
+                self._cond.wait_for(lambda: self._items or self._closed, timeout)
+            if not self._items:
+                return None
+            self.taken += 1
+            self._cond.notify_all()
+            return self._items.popleft()
+
+    def wait_room(self, timeout: float | None = None) -> bool:
+        """Wait until another frame fits (or the queue closed); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self._items) < self._capacity or self._closed, timeout)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
 class CameraSource(Source[Frame]):
     """Newest-frame capture from any OpenCV input, with reconnects and file looping."""
 
@@ -139,7 +189,7 @@ class CameraSource(Source[Frame]):
         self._lock = threading.Lock()
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
-        self._slot: NewestSlot[Frame] = NewestSlot()
+        self._slot: NewestSlot[Frame] | _FrameQueue = NewestSlot()
         self._slot.close()
         self._reset_counters()
         self._state = STOPPED
@@ -179,7 +229,8 @@ class CameraSource(Source[Frame]):
                 raise EdgeError(f"camera.source: cannot open {cfg.source!r} ({self.kind}); check that the device "
                                 f"exists and is not in use, or set camera.wait_for_device = true to keep retrying")
         self._halt.clear()
-        self._slot = NewestSlot()
+        unpaced_file = self.kind == "file" and not cfg.realtime
+        self._slot = _FrameQueue(cfg.prefetch) if unpaced_file else NewestSlot()
         self._reset_counters()
         self._state = STARTING
         self._thread = threading.Thread(target=self._run, args=(capture,), name=f"camera:{cfg.source}",
@@ -304,10 +355,10 @@ class CameraSource(Source[Frame]):
                         stamp = time.time()
                         self._slot.put(Frame(_to_rgb(image), stamp, index))
                         index += 1
-                        if self.kind == "file" and not cfg.realtime:
-                            # Unpaced file: decode the next frame while this one is processed, never ahead of
-                            # the consumer, so no frame is decoded only to be dropped.
-                            while not self._slot.wait_taken(0.2) and not self._halt.is_set():
+                        if isinstance(self._slot, _FrameQueue):
+                            # Unpaced file: decode ahead while frames are processed, at most `prefetch`
+                            # frames, so no frame is decoded only to be dropped.
+                            while not self._slot.wait_room(0.2) and not self._halt.is_set():
                                 pass
                         frames_since_open += 1
                         if last_stamp is not None and stamp > last_stamp:
