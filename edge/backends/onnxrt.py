@@ -39,5 +39,5 @@ class OnnxRuntimeBackend(Backend):
         self._output_names = wanted_names if wanted_names and set(wanted_names) <= set(names) else names
 
     def _invoke(self, batch: np.ndarray) -> list[np.ndarray]:
-        outputs = self.session.run(self._output_names, {self._input_name: batch.astype(np.float32)})
-        return [np.asarray(out, dtype=np.float32) for out in outputs]
+        feed = {self._input_name: np.ascontiguousarray(batch, dtype=np.float32)}  # no copy when it already is
+        return [np.asarray(out, dtype=np.float32) for out in self.session.run(self._output_names, feed)]

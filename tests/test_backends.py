@@ -1,0 +1,54 @@
+"""Backends give the outputs of the plain interpreter call with base.quantize / base.dequantize."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.backends import open_model
+from edge.backends.base import dequantize, quantize
+
+
+def reference_tflite(path, batch: np.ndarray) -> list[np.ndarray]:
+    """One sample at a time through a fresh interpreter, converting with the shared helpers."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    outputs = []
+    for sample in batch:
+        scale, zero_point = detail["quantization"]
+        data = sample[None]
+        data = quantize(data, scale, zero_point, detail["dtype"]) if scale else data.astype(detail["dtype"])
+        interpreter.set_tensor(detail["index"], data)
+        interpreter.invoke()
+        out = interpreter.get_output_details()[0]
+        scale, zero_point = out["quantization"]
+        raw = interpreter.get_tensor(out["index"])
+        outputs.append(dequantize(raw, scale, zero_point) if scale else raw.astype(np.float32))
+    return np.concatenate(outputs)
+
+
+@pytest.mark.parametrize("name", ["emotion.int8.tflite", "emotion.fp32.tflite"])
+def test_litert_matches_the_plain_interpreter(face_models, name):
+    model = open_model(face_models / name, threads=1)
+    rng = np.random.default_rng(5)
+    # Values past the int8 range check the clipping; exact halves of the step check the rounding.
+    batch = rng.uniform(-1.5, 1.5, (3, 64, 64, 1)).astype(np.float32)
+    batch[0, :4, :4, 0] = np.float32(0.5 * 0.007812380325049162)
+    for _ in range(2):
+        got = model.predict(batch)
+        assert got.dtype == np.float32 and got.shape == (3, 7)
+        np.testing.assert_array_equal(got, reference_tflite(face_models / name, batch))
+
+
+def test_onnx_accepts_float64_and_views(face_models):
+    model = open_model(face_models / "emotion.fp32.onnx", threads=1)
+    rng = np.random.default_rng(6)
+    batch = rng.uniform(-1, 1, (2, 64, 64, 1))
+    expected = model.predict(batch.astype(np.float32))
+    np.testing.assert_array_equal(model.predict(batch), expected)
+    wide = np.concatenate([batch, batch], axis=2)[:, :, ::2]  # a strided view, not contiguous
+    np.testing.assert_array_equal(model.predict(wide), model.predict(np.ascontiguousarray(wide, np.float32)))
+    assert expected.dtype == np.float32 and np.allclose(expected.sum(axis=1), 1.0, atol=1e-4)
