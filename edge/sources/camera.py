@@ -2,9 +2,9 @@
 
 A background thread grabs continuously and keeps only the newest frame, so inference always
 works on the present and never on a backlog (an unpaced file, where every frame counts, is
-instead decoded a bounded `prefetch` frames ahead of the consumer). Frames are RGB (OpenCV decodes BGR; we convert
-once here so every consumer can assume RGB). A live input that drops is reopened with
-exponential backoff; the thread never dies on a bad frame or a vanished device.
+instead decoded up to `prefetch` frames ahead of the consumer). Frames are RGB (OpenCV decodes
+BGR; we convert once here so every consumer can assume RGB). A live input that drops is reopened
+with exponential backoff; the thread never dies on a bad frame or a vanished device.
 
 Jetson CSI cameras (nvarguscamerasrc) and Raspberry Pi cameras (libcamerasrc) are reached with
 a GStreamer pipeline string ending in `appsink`, which needs an OpenCV built with GStreamer.
@@ -50,9 +50,10 @@ class CameraConfig:
     # pace file playback at the file's fps (demo videos play in real time); false reads as fast as the
     # pipeline takes frames, decoding ahead while one is processed and dropping none (benchmarks, batch jobs)
     realtime: bool = True
-    # unpaced file playback only: how many decoded frames may wait for the consumer. 2 lets decoding
-    # run on through a slow frame (one that runs the models) instead of idling after one frame
-    prefetch: int = 2
+    # unpaced file playback only: how many decoded frames may wait for the consumer, so decoding runs on
+    # through a slow frame (one that runs the models) instead of idling after one frame; 3 covers a whole
+    # face.infer_every cycle up to 3
+    prefetch: int = 3
     # first wait before reopening a lost or unopenable input, in seconds; doubles on each failure
     reconnect_initial_s: float = 0.5
     # upper bound of the reconnect wait, in seconds
