@@ -498,6 +498,8 @@ def main(argv=None) -> int:
     parser.add_argument("--fer-frames", type=int, default=150, help="timed frames for each fer run")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: few frames, 1 thread, one memory probe, no fer, no install size")
+    parser.add_argument("--throughput-only", action="store_true",
+                        help="measure decode-only and the pipeline runs only (no fer, no memory probe, no install size)")
     parser.add_argument("--out", default=str(RESULTS / "face_pipeline.json"))
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--emotion", default="emotion.int8.tflite", help=argparse.SUPPRESS)
@@ -561,20 +563,21 @@ def main(argv=None) -> int:
     result["decode_only"] = decode_floor(decodes, fresh)
     result["camera_source_only"] = camera_only(video, args.frames, args.warmup)
 
-    if args.quick:
-        result["fer"] = {"available": False, "skipped": "--quick"}
-        result["runtime_install"] = {"skipped": "--quick"}
+    skipped = "--quick" if args.quick else "--throughput-only" if args.throughput_only else None
+    if skipped:
+        result["fer"] = {"available": False, "skipped": skipped}
+        result["runtime_install"] = {"skipped": skipped}
     else:
         result["fer"] = fer_baseline(video, args.fer_frames)
     for run in runs:
         run["bars"] = bars(run["fps"], result["decode_only"]["fps"], result["fer"])
 
-    memory_configs = ARTIFACTS[:1] if args.quick else ARTIFACTS
+    memory_configs = [] if args.throughput_only else ARTIFACTS[:1] if args.quick else ARTIFACTS
     result["peak_memory"] = [
         {"emotion": e, "backend": b, "threads": max(threads),
          **peak_memory(args, video, e, d, b, max(threads), max(args.frames, 30))}
         for e, d, b in memory_configs]
-    if not args.quick:
+    if not skipped:
         result["runtime_install"] = runtime_install_size()
 
     best = max(runs, key=lambda r: r["fps"])
