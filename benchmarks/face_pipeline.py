@@ -16,7 +16,10 @@ timed frames / wall time of that loop. Set beside it:
   benchmarks/.venv-fer (built on first use: fer needs TensorFlow, which the runtime must not);
 - peak RSS of a child process that only imports edge and runs the pipeline;
 - the installed size of the `[runtime]` extra in a throwaway venv (and that TensorFlow is not in it).
-Bars (measured, PASS/FAIL): end-to-end fps >= 60% of decode-only, and >= 10x fer's fps.
+Bars (measured, PASS/FAIL): end-to-end fps >= 60% of decode-only, and >= 10x fer's fps. On a shared VM the
+host's load moves every rate by 20% or more within minutes, so each run's decode-only floor is measured
+right before and right after its own e2e loop (`decode_paired`) and the 60% bar compares the two; the
+verdict against the sweep-wide median floor is kept beside it (`bars.decode_vs_median_floor`).
 
 Usage: python benchmarks/face_pipeline.py [--frames 300] [--models models/face] [--quick]
 Writes benchmarks/results/face_pipeline.json and prints a table.
@@ -442,7 +445,8 @@ def print_table(result: dict) -> None:
           f"after the runs; fresh process {floor['fresh_process_fps']:.1f}); the camera source alone delivers "
           f"{result['camera_source_only']['fps']:.1f} fps")
     head = (f"{'emotion artifact':<22}{'backend':<12}{'thr':>4}{'N':>3}{'e2e fps':>9}{'serial':>8}{'decode':>8}{'detect':>8}"
-            f"{'classify':>9}{'other':>7}{'publish':>8}{'faces/f':>8}{'load':>6}  {'>=60% dec':<10}{'>=10x fer':<10}")
+            f"{'classify':>9}{'other':>7}{'publish':>8}{'faces/f':>8}{'load':>6}{'pair dec':>9}{'ratio':>7}  "
+            f"{'>=60% dec':<10}{'>=10x fer':<10}")
     print(head)
     print("-" * len(head))
     for run in result["runs"]:
@@ -451,11 +455,13 @@ def print_table(result: dict) -> None:
               f"{run['serial']['fps']:>8.1f}"
               f"{s['decode']['mean']:>8.2f}{s['detect']['mean']:>8.2f}{s['classify']['mean']:>9.2f}"
               f"{s['other']['mean']:>7.2f}{s['publish']['mean']:>8.3f}{run['faces_per_frame']:>8.2f}"
-              f"{max(run['loadavg_1m']):>6.1f}  "
+              f"{max(run['loadavg_1m']):>6.1f}{run['decode_paired']['fps']:>9.1f}"
+              f"{run['bars']['decode']['ratio']:>7.1%}  "
               f"{verdict(run['bars']['decode']['pass']):<10}{verdict(run['bars']['fer_keras']['pass']):<10}")
     print("(N: face.infer_every; e2e fps: frames processed per second with the runtime's threaded camera source, "
           "bars judged on it;\n serial/stage columns: one thread doing decode -> pipeline -> publish, mean ms per "
-          "frame; load: highest 1-min load average)")
+          "frame; load: highest 1-min load average;\n pair dec: decode-only fps measured right before and right "
+          "after this run's e2e loop (mean), the floor the 60% bar and ratio use, so both see the same host load)")
     busiest = max(max(run["loadavg_1m"]) for run in result["runs"])
     if busiest > result["machine"]["cpus"]:
         print(f"WARNING: load average reached {busiest:.1f} on {result['machine']['cpus']} CPUs: other processes "
@@ -549,10 +555,13 @@ def main(argv=None) -> int:
                         config = face_config(models, emotion, detector, backend, count, every)
                         load_before = os.getloadavg()[0]
                         run = pipeline_run(video, config, args.frames, args.warmup, broker.port, Path(tmp))
+                        paired = [decode_only(video, args.frames, args.warmup)["fps"]]
                         threaded = threaded_run(video, config, args.frames, args.warmup, broker.port, Path(tmp))
+                        paired.append(decode_only(video, args.frames, args.warmup)["fps"])
                         runs.append({"emotion": emotion, "detector": detector, "backend": backend, "threads": count,
                                      "infer_every": every, **run, "serial": run, "fps": threaded["fps"],
                                      "e2e_threaded": threaded,
+                                     "decode_paired": {"fps": round(float(np.mean(paired)), 2), "runs": paired},
                                      "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]})
                         print(f"{emotion:<22}{backend:<12}{count} thr, infer_every {every}: serial {run['fps']:.1f} "
                               f"fps, e2e (threaded source) {threaded['fps']:.1f} fps", flush=True)
@@ -570,7 +579,8 @@ def main(argv=None) -> int:
     else:
         result["fer"] = fer_baseline(video, args.fer_frames)
     for run in runs:
-        run["bars"] = bars(run["fps"], result["decode_only"]["fps"], result["fer"])
+        run["bars"] = bars(run["fps"], run["decode_paired"]["fps"], result["fer"])
+        run["bars"]["decode_vs_median_floor"] = bars(run["fps"], result["decode_only"]["fps"], result["fer"])["decode"]
 
     memory_configs = [] if args.throughput_only else ARTIFACTS[:1] if args.quick else ARTIFACTS
     result["peak_memory"] = [
@@ -581,6 +591,9 @@ def main(argv=None) -> int:
         result["runtime_install"] = runtime_install_size()
 
     best = max(runs, key=lambda r: r["fps"])
+    default = FaceConfig()
+    default_runs = [r for r in runs if (r["emotion"], r["threads"], r["infer_every"]) ==
+                    (default.emotion, default.inference_threads(), default.infer_every)]
     result["summary"] = {
         "decode_only_fps": result["decode_only"]["fps"],
         "best_run": f"{best['emotion']} {best['threads']} thr infer_every {best['infer_every']}",
@@ -588,15 +601,23 @@ def main(argv=None) -> int:
         "fer_keras_fps": result["fer"].get("keras", {}).get("fps") if result["fer"].get("available") else None,
         "fer_tflite_fps": result["fer"].get("tflite", {}).get("fps") if result["fer"].get("available") else None,
         "all_pass_decode_bar": all(r["bars"]["decode"]["pass"] for r in runs),
-        "default_config_runs": [
-            {"emotion": r["emotion"], "threads": r["threads"], "e2e_fps": r["fps"], "bars": r["bars"]}
-            for r in runs if r["infer_every"] == FaceConfig().infer_every],
+        "runtime_default": ({"emotion": default_runs[0]["emotion"], "threads": default_runs[0]["threads"],
+                             "infer_every": default_runs[0]["infer_every"], "e2e_fps": default_runs[0]["fps"],
+                             "bars": default_runs[0]["bars"]} if default_runs else None),
         "all_pass_fer_bar": (all(r["bars"]["fer_keras"]["pass"] for r in runs)
                              if result["fer"].get("available") and "fps" in result["fer"].get("keras", {})
                              else None),
     }
     write_json_atomic(Path(args.out), result)
     print_table(result)
+    chosen = result["summary"]["runtime_default"]
+    if chosen:
+        decode = chosen["bars"]["decode"]
+        print(f"runtime default on this machine ({chosen['emotion']}, {chosen['threads']} thread(s), infer_every "
+              f"{chosen['infer_every']}): {chosen['e2e_fps']:.1f} fps = {decode['ratio']:.1%} of decode-only: "
+              f"{verdict(decode['pass'])}")
+    else:
+        print("the runtime default configuration was not among the runs (see --threads / --infer-every)")
     print(f"\nwrote {args.out}")
     return 0
 

@@ -8,6 +8,7 @@ shows) describes the largest face and is refreshed every `state_interval_s`.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,19 +33,23 @@ class FaceConfig:
     detector: str = "detector.fp32.tflite"  # detector artifact in `models`
     emotion: str = "emotion.int8.tflite"  # emotion artifact in `models` (any .tflite or .onnx the export wrote)
     backend: str = "auto"  # "auto" (by artifact format), "litert", "onnxruntime" or "tensorrt" (Jetson, .onnx)
-    threads: int = 2  # inference threads per model
+    # inference threads per model; 0 = auto: one fewer than the CPU cores, at most 2 (the camera decodes on a
+    # core of its own: on a 2-core board 1 thread measured as fast or faster than 2)
+    threads: int = 0
     score_threshold: float = 0.5  # minimum detector confidence for a face
     iou_threshold: float = 0.3  # overlap above which detections are merged (weighted NMS)
     min_face_size: int = 40  # ignore faces smaller than this many pixels (too small to read an expression)
     max_faces: int = 3  # classify at most this many faces per frame, largest first
     # run detection and classification on every Nth frame; frames in between keep the current tracks
-    # (like DeepStream's nvinfer `interval`): expressions change over hundreds of milliseconds, not per frame
-    infer_every: int = 2
+    # (like DeepStream's nvinfer `interval`): 5 to 10 times a second at 15 to 30 fps is faster than expressions
+    # change, and leaves CPU for the voice and EEG pipelines on the same board
+    infer_every: int = 3
     state_interval_s: float = 1.0  # how often the retained state topic is refreshed
 
     def validate(self) -> None:
         checks = (
-            ("threads", isinstance(self.threads, int) and 1 <= self.threads <= 16, "a whole number from 1 to 16"),
+            ("threads", isinstance(self.threads, int) and 0 <= self.threads <= 16,
+             "a whole number from 1 to 16, or 0 for auto"),
             ("score_threshold", 0 < self.score_threshold < 1, "a number between 0 and 1"),
             ("iou_threshold", 0 < self.iou_threshold < 1, "a number between 0 and 1"),
             ("min_face_size", isinstance(self.min_face_size, int) and self.min_face_size >= 8, "a whole number >= 8"),
@@ -58,6 +63,12 @@ class FaceConfig:
         for key, ok, wanted in checks:
             if not ok:
                 raise EdgeError(f"face.{key} must be {wanted}, not {getattr(self, key)!r}")
+
+    def inference_threads(self) -> int:
+        """`threads`, with 0 resolved for this machine."""
+        if self.threads:
+            return self.threads
+        return max(1, min(2, (os.cpu_count() or 1) - 1))
 
 
 @dataclass
@@ -78,11 +89,12 @@ class FacePipeline:
         if not models.is_dir():
             raise EdgeError(f"face.models = {str(models)!r} is not a directory; run `emotion-export face --out "
                             f"{models}` first (or point face.models at an exported model directory)")
+        threads = config.inference_threads()
         self.detector = FaceDetector(
-            open_model(models / config.detector, config.backend, config.threads),
+            open_model(models / config.detector, config.backend, threads),
             score_threshold=config.score_threshold, iou_threshold=config.iou_threshold,
             min_face_size=config.min_face_size, max_faces=config.max_faces)
-        self.model = open_model(models / config.emotion, config.backend, config.threads)
+        self.model = open_model(models / config.emotion, config.backend, threads)
         manifest = self.model.manifest
         if manifest.data["task"] != "face_emotion":
             raise EdgeError(f"face.emotion = {config.emotion!r} is a {manifest.data['task']} model, not face_emotion")
