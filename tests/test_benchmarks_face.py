@@ -35,6 +35,9 @@ def test_face_benchmark_quick_writes_complete_json(face_models, tmp_path):
             assert run["stages_ms"][stage]["mean"] > 0, (run["emotion"], stage)
         assert run["faces_per_frame"] > 0  # the demo video always shows at least one face
         assert isinstance(run["bars"]["decode"]["pass"], bool)
+        paired = run["decode_paired"]  # the decode-only floor measured right before and after this run
+        assert len(paired["runs"]) == 2 and all(fps > 0 for fps in paired["runs"])
+        assert run["bars"]["decode"]["ratio"] == round(run["fps"] / paired["fps"], 3)
         assert run["bars"]["fer_keras"]["pass"] is None  # --quick does not run fer, so no verdict
 
     assert result["fer"]["available"] is False and result["fer"]["skipped"] == "--quick"

@@ -100,3 +100,15 @@ def test_config_errors_in_process():
         build_config({"tracker": {"min_hits": 0}})
     with pytest.raises(EdgeError, match="smoothing.alpha"):
         build_config({"smoothing": {"alpha": 2.0}})
+
+
+def test_face_threads_auto_leaves_a_core_for_the_camera():
+    import os
+
+    from edge.face.pipeline import FaceConfig
+
+    assert FaceConfig().threads == 0
+    assert FaceConfig().inference_threads() == max(1, min(2, (os.cpu_count() or 1) - 1))
+    assert FaceConfig(threads=3).inference_threads() == 3
+    with pytest.raises(EdgeError, match="face.threads"):
+        FaceConfig(threads=-1).validate()
