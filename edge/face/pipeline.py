@@ -34,7 +34,7 @@ class FaceConfig:
     emotion: str = "emotion.int8.tflite"  # emotion artifact in `models` (any .tflite or .onnx the export wrote)
     backend: str = "auto"  # "auto" (by artifact format), "litert", "onnxruntime" or "tensorrt" (Jetson, .onnx)
     # inference threads per model; 0 = auto: one fewer than the CPU cores, at most 2 (the camera decodes on a
-    # core of its own: on a 2-core board 1 thread measured as fast or faster than 2)
+    # core of its own: on a 2-core board 1 thread was faster than 2 in most measured runs)
     threads: int = 0
     score_threshold: float = 0.5  # minimum detector confidence for a face
     iou_threshold: float = 0.3  # overlap above which detections are merged (weighted NMS)
