@@ -1,4 +1,4 @@
-"""Backends give the outputs of the plain interpreter call with base.quantize / base.dequantize."""
+"""Backends give the outputs of the plain interpreter call with the textbook (de)quantization formulas."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from edge.backends import open_model
-from edge.backends.base import dequantize, quantize
 
 
 def reference_tflite(path, batch: np.ndarray) -> list[np.ndarray]:
-    """One sample at a time through a fresh interpreter, converting with the shared helpers."""
+    """One sample at a time through a fresh interpreter, (de)quantizing with the plain formulas, written
+    here independently of edge.backends.base so a change to the shared helpers shows up."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path), num_threads=1)
@@ -20,13 +20,18 @@ def reference_tflite(path, batch: np.ndarray) -> list[np.ndarray]:
     for sample in batch:
         scale, zero_point = detail["quantization"]
         data = sample[None]
-        data = quantize(data, scale, zero_point, detail["dtype"]) if scale else data.astype(detail["dtype"])
+        if scale:
+            info = np.iinfo(detail["dtype"])
+            data = np.clip(np.round(data / scale) + zero_point, info.min, info.max).astype(detail["dtype"])
+        else:
+            data = data.astype(detail["dtype"])
         interpreter.set_tensor(detail["index"], data)
         interpreter.invoke()
         out = interpreter.get_output_details()[0]
         scale, zero_point = out["quantization"]
         raw = interpreter.get_tensor(out["index"])
-        outputs.append(dequantize(raw, scale, zero_point) if scale else raw.astype(np.float32))
+        outputs.append(((raw.astype(np.float32) - zero_point) * scale).astype(np.float32) if scale
+                       else raw.astype(np.float32))
     return np.concatenate(outputs)
 
 

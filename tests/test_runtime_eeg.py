@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from contextlib import contextmanager
 
 import jsonschema
 
@@ -31,24 +32,33 @@ def eeg_config(tmp_path, port: int, source_id: str, **lsl) -> dict:
     }
 
 
-def test_simulated_muse_reaches_the_hub_as_eeg_events(broker, tmp_path):
+@contextmanager
+def simulated_muse():
+    """A simulated Muse on LSL under a fresh source id (yielded), stopped and joined on exit."""
     source_id = f"sim-{uuid.uuid4().hex[:8]}"
     stop = threading.Event()
     simulator = threading.Thread(target=run_simulator, kwargs={
         "config": SimulatorConfig(source_id=source_id, name=source_id), "stop": stop}, daemon=True)
     simulator.start()
-    subscriber = Subscriber(broker.port, [f"{PREFIX}/#"])
-    process = start_runtime(tmp_path, eeg_config(tmp_path, broker.port, source_id))
     try:
-        assert subscriber.wait_for(lambda msgs: len([m for m in msgs if m.topic.endswith("eeg/event")]) >= 3,
-                                   timeout=60), process.stderr.read() if process.poll() is not None else ""
-        assert subscriber.wait_for(lambda msgs: any(m.topic.endswith("/health") and "eeg" in json.loads(m.payload)
-                                                    for m in msgs), timeout=10)
+        yield source_id
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
         stop.set()
         simulator.join(timeout=10)
+
+
+def test_simulated_muse_reaches_the_hub_as_eeg_events(broker, tmp_path):
+    with simulated_muse() as source_id:
+        subscriber = Subscriber(broker.port, [f"{PREFIX}/#"])
+        process = start_runtime(tmp_path, eeg_config(tmp_path, broker.port, source_id))
+        try:
+            assert subscriber.wait_for(lambda msgs: len([m for m in msgs if m.topic.endswith("eeg/event")]) >= 3,
+                                       timeout=60), process.stderr.read() if process.poll() is not None else ""
+            assert subscriber.wait_for(lambda msgs: any(m.topic.endswith("/health") and "eeg" in json.loads(m.payload)
+                                                        for m in msgs), timeout=10)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=30)
     events = [json.loads(m.payload) for m in subscriber.on(f"{PREFIX}/eeg/event")]
     for event in events:
         jsonschema.validate(event, EVENT_JSON_SCHEMA)
@@ -62,19 +72,11 @@ def test_simulated_muse_reaches_the_hub_as_eeg_events(broker, tmp_path):
 
 
 def test_wrong_channel_count_is_a_clear_runtime_error(broker, tmp_path):
-    source_id = f"sim-{uuid.uuid4().hex[:8]}"
-    stop = threading.Event()
-    simulator = threading.Thread(target=run_simulator, kwargs={
-        "config": SimulatorConfig(source_id=source_id, name=source_id), "stop": stop}, daemon=True)
-    simulator.start()
-    try:
+    with simulated_muse() as source_id:
         path = tmp_path / "eeg.toml"
         path.write_text(toml_text(eeg_config(tmp_path, broker.port, source_id, channel_count=8)))
         result = subprocess.run([sys.executable, "-m", "edge.cli", "run", "--config", str(path), "--duration", "30"],
                                 capture_output=True, text=True, cwd=ROOT, timeout=60)
-    finally:
-        stop.set()
-        simulator.join(timeout=10)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "channel" in result.stderr and "emotion-edge: error:" in result.stderr
 

@@ -55,9 +55,18 @@ class Backend(ABC):
 
 
 def quantize(values: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray:
+    """round(values / scale) + zero_point, clipped to the dtype; one scratch array (this runs per inference)."""
     info = np.iinfo(dtype)
-    return np.clip(np.round(values / scale) + zero_point, info.min, info.max).astype(dtype)
+    scaled = values / scale
+    np.rint(scaled, out=scaled)
+    scaled += zero_point
+    np.clip(scaled, info.min, info.max, out=scaled)
+    return scaled.astype(dtype)
 
 
 def dequantize(values: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
+    """(values - zero_point) * scale as float32, in one new array."""
+    result = values.astype(np.float32)
+    result -= zero_point
+    result *= scale
+    return result

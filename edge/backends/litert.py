@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import EdgeError
 from ..manifest import Manifest
-from .base import Backend
+from .base import Backend, dequantize, quantize
 
 
 def _interpreter_class():
@@ -43,16 +43,13 @@ class LiteRTBackend(Backend):
         # (index, scale, zero point) per output, looked up once rather than per call
         self._output_quant = [(out["index"], *out["quantization"]) for out in self._outputs]
         self._set_input(self.interpreter.get_input_details()[0])
-        self.input_shape = tuple(int(v) for v in self._input["shape"])
+        self.input_shape = self._input_layout
 
     def _set_input(self, detail: dict) -> None:
-        self._input = detail
         self._input_index = detail["index"]
         self._input_layout = tuple(int(v) for v in detail["shape"])
         self._input_dtype = np.dtype(detail["dtype"])
-        scale, zero_point = detail["quantization"]
-        info = np.iinfo(self._input_dtype) if scale else None
-        self._input_quant = (scale, zero_point, info.min, info.max) if scale else None
+        self._input_quant = detail["quantization"] if detail["quantization"][0] else None
 
     def _invoke(self, batch: np.ndarray) -> list[np.ndarray]:
         if batch.shape != self._input_layout:
@@ -60,13 +57,7 @@ class LiteRTBackend(Backend):
             self.interpreter.allocate_tensors()
             self._set_input(self.interpreter.get_input_details()[0])
         if self._input_quant is not None:
-            # Same arithmetic as base.quantize, in one scratch array instead of four temporaries.
-            scale, zero_point, low, high = self._input_quant
-            scaled = batch / scale
-            np.rint(scaled, out=scaled)
-            scaled += zero_point
-            np.clip(scaled, low, high, out=scaled)
-            data = scaled.astype(self._input_dtype)
+            data = quantize(batch, *self._input_quant, self._input_dtype)
         else:
             data = batch.astype(self._input_dtype, copy=False)
         self.interpreter.set_tensor(self._input_index, data)
@@ -74,11 +65,5 @@ class LiteRTBackend(Backend):
         results = []
         for index, scale, zero_point in self._output_quant:
             raw = self.interpreter.get_tensor(index)  # already a copy the interpreter no longer touches
-            if scale:
-                values = raw.astype(np.float32)
-                values -= zero_point
-                values *= scale
-                results.append(values)
-            else:
-                results.append(raw.astype(np.float32, copy=False))
+            results.append(dequantize(raw, scale, zero_point) if scale else raw.astype(np.float32, copy=False))
         return results

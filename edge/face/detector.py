@@ -57,19 +57,8 @@ class Face:
         return self.box[3] - self.box[1]
 
 
-def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x0 = np.maximum(box[0], boxes[:, 0])
-    y0 = np.maximum(box[1], boxes[:, 1])
-    x1 = np.minimum(box[2], boxes[:, 2])
-    y1 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
-
-
 def iou_matrix(boxes: np.ndarray) -> np.ndarray:
-    """All pairwise IoUs at once, element for element the same arithmetic as `iou`."""
+    """All pairwise intersection-over-union values of `boxes` (x0, y0, x1, y1) at once."""
     x0 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
     y0 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
     x1 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
