@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import random
 import select
 import shutil
 import signal
@@ -24,10 +25,32 @@ from paho.mqtt.enums import CallbackAPIVersion
 MOSQUITTO = "/usr/sbin/mosquitto"
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free loopback port below the kernel's ephemeral range.
+
+    paho binds its client socket to port 0 before connecting, so while a broker is down a reconnecting client can be
+    handed the broker's own port from the ephemeral range and connect to itself (TCP simultaneous open); the restarted
+    broker then fails with "Address already in use". A port outside that range is never handed out that way.
+    """
+    low, _ = _ephemeral_range()
+    candidates = list(range(max(1024, low - 12000), low))
+    random.shuffle(candidates)
+    for port in candidates[:200]:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port below the ephemeral range (starts at {low})")
 
 
 def wait_port(port: int, timeout: float = 5.0) -> None:
