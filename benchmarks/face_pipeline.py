@@ -500,7 +500,7 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=15, help="untimed frames before each run")
     parser.add_argument("--threads", default="1,2", help="comma-separated inference thread counts")
     parser.add_argument("--infer-every", default="1,2,3",
-                        help="comma-separated face.infer_every values (2 is the runtime default)")
+                        help="comma-separated face.infer_every values (3 is the runtime default)")
     parser.add_argument("--fer-frames", type=int, default=150, help="timed frames for each fer run")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: few frames, 1 thread, one memory probe, no fer, no install size")
