@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -395,3 +396,16 @@ def test_mutual_tls(tmp_path):
             bare.stop()
     finally:
         broker.stop()
+
+
+def test_clean_stop_logs_no_error(broker, tmp_path, caplog):
+    """A normal shutdown is not an error: paho's own 'Client is not connected' after disconnect() stays quiet."""
+    caplog.set_level(logging.DEBUG, logger="edge.publish")
+    pub = MqttPublisher(config(broker.port), "dev1", ["face"], tmp_path / "spool")
+    pub.start()
+    assert pub.is_connected()
+    pub.publish_event(make_event(0, "face"))
+    pub.stop()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert errors == []
+    assert any("Sending DISCONNECT" in r.getMessage() for r in caplog.records)  # paho's log was really captured

@@ -133,6 +133,20 @@ class Topics:
         return f"{self.base}/{modality}/state"
 
 
+class _PahoLog(logging.LoggerAdapter):
+    """paho's log for one client, without the "Client is not connected" error paho's loop thread logs after
+    a deliberate disconnect(): a clean shutdown is not an error. Every other record passes unchanged."""
+
+    def __init__(self):
+        super().__init__(logging.getLogger(__name__ + ".paho"), {})
+        self.disconnecting = threading.Event()
+
+    def log(self, level, msg, *args, **kwargs):
+        if self.disconnecting.is_set() and str(msg).startswith("Client is not connected"):
+            return
+        super().log(level, msg, *args, **kwargs)
+
+
 class MqttPublisher:
     """Thread-safe publisher shared by all pipelines of one device."""
 
@@ -232,7 +246,8 @@ class MqttPublisher:
         protocol = _PROTOCOLS[self._protocol]
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
                              transport=cfg.transport, reconnect_on_failure=True)
-        client.enable_logger(logging.getLogger(__name__ + ".paho"))
+        self._paho_log = _PahoLog()
+        client.enable_logger(self._paho_log)
         username, password = cfg.credentials()
         if username is not None:
             client.username_pw_set(username, password)
@@ -268,6 +283,7 @@ class MqttPublisher:
         client, self._client = self._client, None
         if client is None:
             return
+        self._paho_log.disconnecting.set()
         client.disconnect()
         client.loop_stop()
         with self._lock:
