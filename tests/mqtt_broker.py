@@ -34,14 +34,17 @@ def _ephemeral_range() -> tuple[int, int]:
 
 
 def free_port() -> int:
-    """A free loopback port below the kernel's ephemeral range.
+    """A free loopback port outside the kernel's ephemeral range.
 
     paho binds its client socket to port 0 before connecting, so while a broker is down a reconnecting client can be
     handed the broker's own port from the ephemeral range and connect to itself (TCP simultaneous open); the restarted
     broker then fails with "Address already in use". A port outside that range is never handed out that way.
     """
-    low, _ = _ephemeral_range()
-    candidates = list(range(max(1024, low - 12000), low))
+    low, high = _ephemeral_range()
+    # Below the range as a rule; above it too when the range starts low (some images tune it to 1024-65535).
+    candidates = list(range(max(1024, low - 12000), low)) + list(range(high + 1, 65536))
+    if not candidates:
+        raise RuntimeError(f"the ephemeral port range {low}-{high} leaves no port for a test broker")
     random.shuffle(candidates)
     for port in candidates[:200]:
         with socket.socket() as sock:
@@ -50,7 +53,7 @@ def free_port() -> int:
             except OSError:
                 continue
             return port
-    raise RuntimeError(f"no free loopback port below the ephemeral range (starts at {low})")
+    raise RuntimeError(f"no free loopback port outside the ephemeral range {low}-{high}")
 
 
 def wait_port(port: int, timeout: float = 5.0) -> None:

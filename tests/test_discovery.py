@@ -127,6 +127,9 @@ def test_discovery_off_publishes_nothing(broker, tmp_path):
     try:
         assert pub.is_connected()
         ha.client.publish("homeassistant/status", "online", qos=1)
+        # The broker has delivered the announcement (ha hears its own publish); a publisher with discovery on
+        # would answer within milliseconds, so a further pause shows none came.
+        assert ha.wait_for(lambda msgs: any(m.topic == "homeassistant/status" for m in msgs), 5)
         time.sleep(0.5)
         assert [m.topic for m in ha.messages] == ["homeassistant/status"]
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -90,6 +91,8 @@ def test_events_state_health_availability_topics(broker, tmp_path):
         health = pub.publish_health({"fps": 14.8, "latency_ms": {"detect": 9.1}, "dropped_frames": 2})
         assert health["spool_depth"] == 0 and health["fps"] == 14.8 and "cpu_temp_c" in health
 
+        # The broker has the health message (QoS 0) before the late subscriber connects, so it arrives retained.
+        assert sub.wait_for(lambda msgs: any(m.topic == f"{PREFIX}/health" for m in msgs), 5)
         # A late subscriber sees retained availability, state and health, and no (unretained) events.
         late = Subscriber(broker.port, [f"{PREFIX}/#"])
         assert late.wait_for(lambda msgs: len(msgs) >= 3, 3)
@@ -135,10 +138,11 @@ def run_child(port: int, spool: Path, keepalive: int = 2, count: int = 0, max_ev
     child = subprocess.Popen([sys.executable, "-c", CHILD_PUBLISHER, str(port), str(spool), str(keepalive),
                               str(count), str(max_events)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              env=env, text=True)
-    line = child.stdout.readline().split()
+    ready, _, _ = select.select([child.stdout], [], [], 60)
+    line = child.stdout.readline().split() if ready else []
     if not line or line[0] != "ready":
         child.kill()
-        raise AssertionError("child publisher failed: " + child.stderr.read())
+        raise AssertionError("child publisher failed or was not ready within 60 s: " + child.stderr.read())
     return child, line[1:]
 
 
@@ -164,7 +168,9 @@ def test_last_will_marks_offline_when_process_dies(broker, tmp_path, how):
         final = retained(broker.port, f"{PREFIX}/availability")  # the poll may have caught the live copy
         assert [(m.payload, m.retain) for m in final] == [(b"offline", True)]
         if how == "SIGSTOP":
-            assert elapsed >= 2.0, "will fired before the keepalive could have expired"
+            # The broker waits 1.5 x keepalive (3 s) after the child's last packet, which paho sent at most one
+            # keepalive (2 s) before the stop: the will cannot come sooner than 1 s after SIGSTOP.
+            assert elapsed >= 1.0, "will fired before the keepalive could have expired"
         print(f"last will 'offline' seen {elapsed:.2f} s after {how} (keepalive 2 s)")
     finally:
         child.kill()
@@ -176,40 +182,50 @@ def test_broker_restart_mid_stream_loses_no_event(tmp_path):
     sub = Subscriber(broker.port, [f"{PREFIX}/face/event"], client_id="restart-sub", persistent=True)
     pub = MqttPublisher(config(broker.port), "dev1", ["face"], tmp_path / "spool")
     pub.start()
-    total, rate_hz = 60, 20.0
+    batch, rate_hz = 20, 20.0
+    total = 3 * batch
     sent: list[Event] = []
     peak_depth = [0]
+    batch_done = [threading.Event() for _ in range(3)]
+    broker_down, broker_up = threading.Event(), threading.Event()
 
     def produce():
-        for i in range(total):
-            event = make_event(i)
-            sent.append(event)
-            pub.publish_event(event)
-            peak_depth[0] = max(peak_depth[0], pub.stats()["spool_depth"])
-            time.sleep(1 / rate_hz)
+        # One batch before the outage, one while the broker is down, one after it is back, whatever the
+        # broker's stop and start take on a loaded machine.
+        for phase, gate in enumerate((None, broker_down, broker_up)):
+            if gate is not None and not gate.wait(60):
+                return
+            for _ in range(batch):
+                event = make_event(len(sent))
+                sent.append(event)
+                pub.publish_event(event)
+                peak_depth[0] = max(peak_depth[0], pub.stats()["spool_depth"])
+                time.sleep(1 / rate_hz)
+            batch_done[phase].set()
 
     producer = threading.Thread(target=produce)
     try:
         producer.start()
-        time.sleep(1.0)
+        assert batch_done[0].wait(30)
         broker.stop()
-        down_at = len(sent)
-        time.sleep(1.0)
+        broker_down.set()
+        assert batch_done[1].wait(30)
         broker.start()  # same port, same persistent store
-        up_at = len(sent)
-        producer.join()
-        assert 0 < down_at < up_at < total, (down_at, up_at)
+        broker_up.set()
+        producer.join(60)
+        assert len(sent) == total
         assert sub.wait_for(lambda msgs: len({json.loads(m.payload)["seq"] for m in msgs}) >= total, 10)
         seqs = [json.loads(m.payload)["seq"] for m in sub.messages]
         unique = list(dict.fromkeys(seqs))
         assert unique == [e.seq for e in sent], "events missing or out of order"
-        assert sorted(seqs) == seqs, "a duplicate arrived out of order"
+        # At-least-once: only events in flight at the outage may come twice (paho resends them on reconnect).
+        assert len(seqs) - len(unique) <= config(broker.port).max_inflight
         by_seq = {json.loads(m.payload)["seq"]: json.loads(m.payload) for m in sub.messages}
         assert all(by_seq[e.seq] == e.to_dict() for e in sent)  # original timestamps, byte-identical content
         stats = pub.stats()
         assert stats["reconnects"] >= 1 and stats["disconnects"] >= 1
-        assert peak_depth[0] > 1  # events really were spooled while the broker was down
-        print(f"broker down during events {down_at}..{up_at}; peak spool depth {peak_depth[0]}; "
+        assert peak_depth[0] >= batch  # the whole middle batch really was spooled while the broker was down
+        print(f"broker down during events {batch}..{2 * batch}; peak spool depth {peak_depth[0]}; "
               f"{len(seqs) - len(unique)} duplicate(s); reconnects {stats['reconnects']}")
     finally:
         pub.stop()
