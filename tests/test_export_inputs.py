@@ -8,7 +8,7 @@ import pytest
 
 from edge.backends import open_model
 
-from .conftest import run_export
+from .conftest import CACHE, run_export
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def user_keras_model(tmp_path_factory):
     from export.sources import fetch
 
     path = tmp_path_factory.mktemp("user") / "my_fer.keras"
-    keras.models.load_model(str(fetch("fer-emotion")), compile=False).save(path)
+    keras.models.load_model(str(fetch("fer-emotion", CACHE / "sources")), compile=False).save(path)
     return path
 
 
