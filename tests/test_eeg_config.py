@@ -49,23 +49,26 @@ def test_segments_parse_and_reject_garbage():
 
 def test_simulator_module_streams_muse_like_data():
     sid = f"test-{uuid.uuid4().hex[:10]}"
-    proc = subprocess.Popen([sys.executable, "-m", "edge.eeg.simulator", "--source-id", sid, "--duration", "3",
+    # The CLI streams without waiting for a consumer: 8 s leaves room for a slow interpreter start, the source's
+    # retries (short backoff) and its clock-offset probe.
+    proc = subprocess.Popen([sys.executable, "-m", "edge.eeg.simulator", "--source-id", sid, "--duration", "8",
                              "--blinks", "0"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    src = LSLSource(LSLSourceConfig(source_id=sid, resolve_timeout_s=1.0))
+    src = LSLSource(LSLSourceConfig(source_id=sid, resolve_timeout_s=1.0, backoff_max_s=0.5))
     src.start()
     try:
-        assert src.wait_connected(15.0)
-        data = []
-        while sum(len(d) for d in data) < 512:
+        assert src.wait_connected(30.0)
+        chunks = []
+        # The first chunk holds what queued up while connecting; the rate is measured over 2 s of arrivals after it.
+        while sum(len(c.data) for c in chunks) < 512 or chunks[-1].received - chunks[0].received < 2.0:
             chunk = src.read(timeout=3.0)
             assert chunk is not None
-            data.append(chunk.data)
-        x = np.concatenate(data)
+            chunks.append(chunk)
+        x = np.concatenate([c.data for c in chunks])
         assert x.shape[1] == 5 and src.description.labels[:4] == ("TP9", "AF7", "AF8", "TP10")
         assert 5 < np.std(x[:, 1]) < 60  # microvolt-scale EEG
         assert 180 < src.stats()["effective_rate_hz"] < 330
     finally:
         src.stop()
-        out, _ = proc.communicate(timeout=20)
+        out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out[-2000:]
     assert "sent" in out

@@ -26,18 +26,36 @@ from edge.sources.lsl import LSLSource, LSLSourceConfig
 
 FS = 256.0
 SPEED = 25.0  # simulated seconds per real second; timestamps stay in signal time
+# The simulators stay open after their data until stopped: liblsl drops samples still waiting in an inlet when
+# the sender closes, so the tests close them once everything sent has been read.
+LINGER_S = 60.0
+
+
+def _samples_sent(seconds: float, chunk: int = 12) -> int:
+    """What the simulator sends for `seconds` of signal: whole chunks until the duration is covered."""
+    return -(-round(seconds * FS) // chunk) * chunk
+
+
+def _all_read(source: LSLSource, sent: int) -> bool:
+    """Every sent sample reached the source and every chunk it queued was read (or dropped)."""
+    stats = source.stats()
+    return stats["samples"] >= sent and stats["read"] + stats["dropped"] >= stats["chunks"]
 
 
 def _run(segments, config=None, sim=None, classifier=None):
     """Simulate over LSL, run the pipeline on everything that arrives; returns the events."""
     sid = f"test-{uuid.uuid4().hex[:10]}"
     stop = threading.Event()
-    settings = {"source_id": sid, "speed": SPEED, "wait_for_consumer_s": 10.0, "blinks_per_min": 0, "seed": 11}
+    settings = {"source_id": sid, "speed": SPEED, "wait_for_consumer_s": 10.0, "blinks_per_min": 0, "seed": 11,
+                "linger_s": LINGER_S}
     settings.update(sim or {})
     sim_cfg = SimulatorConfig(**settings)
+    sent = _samples_sent(sum(s.duration_s for s in segments))
     thread = threading.Thread(target=run_simulator, args=(sim_cfg, stop, segments), daemon=True)
     thread.start()
-    source = LSLSource(LSLSourceConfig(source_id=sid, resolve_timeout_s=1.0, backoff_max_s=0.5, buffer_s=360))
+    # At 25x a slow reader is seconds of signal behind: room for all of it, so no chunk is dropped.
+    source = LSLSource(LSLSourceConfig(source_id=sid, resolve_timeout_s=1.0, backoff_max_s=0.5, buffer_s=360,
+                                       queue_chunks=100_000))
     source.start()
     pipeline = EEGPipeline(config, source=source, classifier=classifier, device_id="test-device")
     events = []
@@ -46,7 +64,7 @@ def _run(segments, config=None, sim=None, classifier=None):
         while time.monotonic() < deadline:
             chunk = source.read(timeout=0.3)
             if chunk is None:
-                if not thread.is_alive():
+                if _all_read(source, sent) or not thread.is_alive():
                     break
                 continue
             events += pipeline.process_chunk(chunk)
@@ -54,6 +72,7 @@ def _run(segments, config=None, sim=None, classifier=None):
         stop.set()
         source.stop()
         thread.join(5)
+    assert source.stats()["dropped"] == 0, source.stats()
     return events, pipeline
 
 
@@ -119,7 +138,7 @@ def test_nan_and_infinity_over_lsl_reject_windows_then_processing_recovers():
         t0 = pylsl.local_clock()
         for end in range(12, len(signal) + 1, 12):
             outlet.push_chunk(signal[end - 12:end].astype(np.float32), t0 + (end - 1) / FS)
-        events, deadline = [], time.monotonic() + 5
+        events, deadline = [], time.monotonic() + 30
         while sum(1 for _ in events) < 25 and time.monotonic() < deadline:
             chunk = source.read(timeout=0.2)
             if chunk is not None:
@@ -162,9 +181,10 @@ def test_run_raises_the_wrong_stream_error_instead_of_spinning():
 
 def test_run_publishes_events_and_survives_a_failing_publisher():
     sid = f"test-{uuid.uuid4().hex[:10]}"
-    stop = threading.Event()
+    stop, sim_stop = threading.Event(), threading.Event()
     sim = threading.Thread(target=run_simulator, daemon=True, args=(
-        SimulatorConfig(source_id=sid, speed=10, duration_s=8, wait_for_consumer_s=10, blinks_per_min=0), stop))
+        SimulatorConfig(source_id=sid, speed=10, duration_s=8, wait_for_consumer_s=10, blinks_per_min=0,
+                        linger_s=LINGER_S), sim_stop))
     sim.start()
     source = LSLSource(LSLSourceConfig(source_id=sid, resolve_timeout_s=1.0, backoff_max_s=0.5))
     source.start()
@@ -178,12 +198,20 @@ def test_run_publishes_events_and_survives_a_failing_publisher():
 
     runner = threading.Thread(target=pipeline.run, args=(publish, stop), daemon=True)
     runner.start()
-    sim.join(10)
-    time.sleep(0.5)
-    stop.set()
-    runner.join(5)
-    source.stop()
+    sent = _samples_sent(8)
+    try:
+        deadline = time.monotonic() + 30
+        while not _all_read(source, sent) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _all_read(source, sent), source.stats()
+    finally:
+        stop.set()  # run() finishes the chunk it read (its events included) before it returns
+        runner.join(5)
+        sim_stop.set()
+        sim.join(5)
+        source.stop()
     assert not runner.is_alive()
+    assert source.stats()["dropped"] == 0
     assert len(published) == 9  # (8 s - 4 s) / 0.5 s + 1
     assert pipeline.health()["errors"] == 1 and pipeline.health()["events"] == 9
 

@@ -64,38 +64,62 @@ def _write_session(stem, order, seed):
         "markers": markers, "gaps": []})
 
 
+def _wait_meta(path, predicate, timeout=20.0):
+    """The recorder's JSON once predicate(meta) holds (it is rewritten at every flush)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            meta = json.loads(path.read_text())
+            if predicate(meta):
+                return meta
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError("recorder metadata never reached the expected state")
+
+
 def _record_live(stem):
     """A real session: simulator over an LSL outlet, markers on an LSL marker outlet, the project's recorder."""
     sid, marker_name = f"test-{uuid.uuid4().hex[:10]}", f"markers-{uuid.uuid4().hex[:8]}"
     markers = pylsl.StreamOutlet(pylsl.StreamInfo(marker_name, "Markers", 1, pylsl.IRREGULAR_RATE,
                                                   pylsl.cf_string, marker_name))
-    stop = threading.Event()
+    stop, sim_stop = threading.Event(), threading.Event()
     out = {}
+    # The simulator runs at 8x: the inlet buffer and the reader's queue are sized for 8x the signal time.
+    source = LSLSourceConfig(source_id=sid, resolve_timeout_s=2.0, backoff_initial_s=0.1, backoff_max_s=0.3,
+                             buffer_s=240, queue_chunks=8192)
     recorder = threading.Thread(target=lambda: out.setdefault("csv", record(
-        stem, LSLSourceConfig(source_id=sid, resolve_timeout_s=2.0, backoff_initial_s=0.1, backoff_max_s=0.3),
-        stop=stop, markers_name=marker_name, flush_every_s=0.2)), daemon=True)
+        stem, source, stop=stop, markers_name=marker_name, flush_every_s=0.2)), daemon=True)
     recorder.start()
     order = ["negative", "positive", "neutral"]
     segments = [Segment(TRIAL_S, *CLASSES[label]) for label in order]
+    total = int(len(order) * TRIAL_S * FS)  # whole 12-sample chunks
     started = {}
-    cfg = SimulatorConfig(source_id=sid, seed=99, blinks_per_min=BLINKS, speed=8.0, wait_for_consumer_s=15.0, linger_s=0.5)
+    # The sender stays open after its data until told (liblsl drops samples still waiting in an inlet when the
+    # sender closes); the linger only bounds the wait if some samples never arrive.
+    cfg = SimulatorConfig(source_id=sid, seed=99, blinks_per_min=BLINKS, speed=8.0, wait_for_consumer_s=15.0,
+                          linger_s=20.0)
     sim = threading.Thread(target=run_simulator, kwargs={
-        "config": cfg, "segments": segments, "on_ready": lambda: started.setdefault("t0", pylsl.local_clock())},
-        daemon=True)
+        "config": cfg, "stop": sim_stop, "segments": segments,
+        "on_ready": lambda: started.setdefault("t0", pylsl.local_clock())}, daemon=True)
     sim.start()
-    deadline = time.monotonic() + 20
-    while "t0" not in started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    t0 = started["t0"]
-    time.sleep(1.0)  # the recorder's marker inlet is connected by now
-    # Stamped in signal time (the simulator runs 8x faster than the wall clock).
-    for k, label in enumerate(order):
-        markers.push_sample([f"label:{label}"], t0 + k * TRIAL_S)
-    markers.push_sample(["end"], t0 + len(order) * TRIAL_S)
-    sim.join(30)
-    time.sleep(0.5)
-    stop.set()
-    recorder.join(20)
+    try:
+        deadline = time.monotonic() + 20
+        while "t0" not in started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        t0 = started["t0"]
+        # Markers sent before the recorder's marker inlet is open would be lost.
+        _wait_meta(stem.with_suffix(".json"), lambda m: m["marker_stream"])
+        # Stamped in signal time (the simulator runs 8x faster than the wall clock).
+        for k, label in enumerate(order):
+            markers.push_sample([f"label:{label}"], t0 + k * TRIAL_S)
+        markers.push_sample(["end"], t0 + len(order) * TRIAL_S)
+        _wait_meta(stem.with_suffix(".json"), lambda m: m["samples"] >= total or not sim.is_alive(), timeout=60)
+    finally:
+        sim_stop.set()
+        sim.join(30)
+        stop.set()
+        recorder.join(20)
     del markers
     return out["csv"]
 
