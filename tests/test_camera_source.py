@@ -42,10 +42,13 @@ def wait_for(predicate, timeout: float = 5.0) -> bool:
     return False
 
 
-def free_port() -> int:
+@pytest.fixture
+def refused_port():
+    """A loopback port that refuses connections: held bound but never listening for the whole test, so no other
+    process can take it and no client can be handed it as its own source port."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        yield sock.getsockname()[1]
 
 
 def test_source_kinds():
@@ -58,7 +61,9 @@ def test_source_kinds():
 
 def test_file_frames_arrive_in_order_rgb_and_stop_ends(video):
     path, refs = video
-    source = CameraSource(CameraConfig(source=path, on_end="stop", realtime=True))
+    # Unpaced, so the exact count and order checks below do not depend on this process never stalling for a
+    # frame interval; the newest-frame behaviour of realtime playback has its own tests below.
+    source = CameraSource(CameraConfig(source=path, on_end="stop", realtime=False))
     with source:
         frames = read_all(source)
         stats = source.stats()
@@ -83,10 +88,18 @@ def test_realtime_pacing_follows_file_fps(tmp_path):
     path = write_mjpg(str(tmp_path / "paced.avi"), refs, fps=25)
     with CameraSource(CameraConfig(source=path, on_end="stop", realtime=True)) as source:
         frames = read_all(source)
-    gaps = np.diff([f.timestamp for f in frames])
-    assert len(frames) == 12
-    assert 0.03 < float(np.median(gaps)) < 0.05  # 25 fps = 40 ms per frame
-    assert 0.35 < frames[-1].timestamp - frames[0].timestamp < 0.8
+        stats = source.stats()
+    # A stalled reader may lose a frame to a newer one (realtime keeps only the newest), so the checks use the
+    # capture timestamps and indices of the frames that did arrive: each gap is spread over the frames it spans.
+    assert stats["captured"] == 12 and stats["read"] + stats["dropped"] == 12
+    assert len(frames) >= 6 and frames[-1].index == 11  # the last frame is never lost
+    stamps = np.array([f.timestamp for f in frames])
+    indices = np.array([f.index for f in frames])
+    per_frame = np.diff(stamps) / np.diff(indices)
+    assert 0.03 < float(np.median(per_frame)) < 0.055  # 25 fps = 40 ms per frame; 50 fps or unpaced fail
+    # Over the whole run: the pacer never runs early and its lateness does not accumulate, so this stays near
+    # 40 ms; the margins only absorb a late first or last frame.
+    assert 0.025 < (stamps[-1] - stamps[0]) / (indices[-1] - indices[0]) < 0.1
 
 
 def test_slow_consumer_gets_newest_frames_and_drops_are_counted(video):
@@ -123,7 +136,8 @@ def test_unpaced_file_runs_faster_than_its_fps_and_drops_nothing(tmp_path):
         stats = source.stats()
     assert [identify(f.image, refs)[0] for f in frames] == list(range(30))
     assert stats["captured"] == 30 and stats["dropped"] == 0 and stats["state"] == "ended"
-    assert 30 / elapsed > 50  # a paced playback would be 10 fps
+    # Paced playback at 10 fps would take 2.9 s; half of that leaves room for slow sleeps on a loaded machine.
+    assert elapsed < 1.5
 
 
 @pytest.mark.parametrize("prefetch", [1, 3])
@@ -148,8 +162,9 @@ def test_unpaced_file_decodes_at_most_prefetch_frames_ahead(tmp_path, prefetch):
 def test_loop_restarts_the_file(tmp_path):
     refs = pan_frames(5)
     path = write_mjpg(str(tmp_path / "short.avi"), refs, fps=50)
-    with CameraSource(CameraConfig(source=path, on_end="loop", realtime=True)) as source:
-        frames = [source.read(2.0) for _ in range(13)]
+    # Unpaced, so every frame across the loops arrives however slowly this process reads them.
+    with CameraSource(CameraConfig(source=path, on_end="loop", realtime=False)) as source:
+        frames = [source.read(5.0) for _ in range(13)]
         stats = source.stats()
     assert all(f is not None for f in frames)
     assert [identify(f.image, refs)[0] for f in frames] == [i % 5 for i in range(13)]
@@ -204,8 +219,8 @@ def test_file_replaced_mid_run_is_picked_up_at_the_next_loop(tmp_path):
     assert stats["reconnects"] == 0 and stats["state"] == "running"
 
 
-def test_rtsp_to_closed_loopback_port_keeps_retrying_without_crashing():
-    url = f"rtsp://127.0.0.1:{free_port()}/camera"
+def test_rtsp_to_closed_loopback_port_keeps_retrying_without_crashing(refused_port):
+    url = f"rtsp://127.0.0.1:{refused_port}/camera"
     config = CameraConfig(source=url, reconnect_initial_s=0.05, reconnect_max_s=0.1, open_timeout_s=1.0)
     source = CameraSource(config)
     source.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import jsonschema
 import numpy as np
@@ -15,6 +16,16 @@ from tests.speech import SENTENCES, speak
 from .runtime_helpers import printed_events, start_runtime
 
 PREFIX = "emotion_edge/voicedev"
+
+
+def run_to_end(process: subprocess.Popen, timeout: float = 120) -> tuple[str, str]:
+    """stdout and stderr of a runtime that ends by itself; one that hangs is killed, not left running."""
+    try:
+        return process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 def voice_config(tmp_path, port, models, audio) -> dict:
@@ -35,11 +46,12 @@ def test_speech_file_gives_voice_events_on_the_shared_topics(broker, voice_model
     soundfile.write(audio, np.concatenate([clips[0], gap, clips[1], gap, clips[2]]), 22050)
     subscriber = Subscriber(broker.port, [f"{PREFIX}/#", "homeassistant/#"])
     process = start_runtime(tmp_path, voice_config(tmp_path, broker.port, voice_models, audio))
-    stdout, stderr = process.communicate(timeout=120)
+    stdout, stderr = run_to_end(process)
     assert process.returncode == 0, stderr[-3000:]
     printed = printed_events(stdout)
     assert printed, stderr[-2000:]
-    assert subscriber.wait_for(lambda m: len([x for x in m if x.topic.endswith("voice/event")]) >= len(printed))
+    assert subscriber.wait_for(lambda m: len([x for x in m if x.topic.endswith("voice/event")]) >= len(printed),
+                               timeout=30)
     events = [json.loads(m.payload) for m in subscriber.on(f"{PREFIX}/voice/event")]
     for event in events:
         jsonschema.validate(event, EVENT_JSON_SCHEMA)
@@ -51,7 +63,7 @@ def test_speech_file_gives_voice_events_on_the_shared_topics(broker, voice_model
     states = [json.loads(m.payload) for m in subscriber.on(f"{PREFIX}/voice/state")]
     assert len(states) >= len(events) and states[-1]["label"] in ("calm", "happy", "fearful", "disgust")
     assert subscriber.wait_for(lambda m: any("/voice" in x.topic and x.topic.startswith("homeassistant/sensor")
-                                             for x in m))
+                                             for x in m), timeout=30)
     health = [json.loads(m.payload) for m in subscriber.on(f"{PREFIX}/health")]
     assert health[-1]["voice"]["classified"] >= len(events)
     subscriber.close()
@@ -63,10 +75,10 @@ def test_silence_yields_no_voice_events(broker, voice_models, tmp_path):
     soundfile.write(audio, (rng.normal(0, 1e-4, 22050 * 8)).astype(np.float32), 22050)
     subscriber = Subscriber(broker.port, [f"{PREFIX}/#"])
     process = start_runtime(tmp_path, voice_config(tmp_path, broker.port, voice_models, audio))
-    stdout, stderr = process.communicate(timeout=120)
+    stdout, stderr = run_to_end(process)
     assert process.returncode == 0, stderr[-3000:]
     assert printed_events(stdout) == []
-    assert subscriber.wait_for(lambda m: any(x.topic.endswith("/health") for x in m))
+    assert subscriber.wait_for(lambda m: any(x.topic.endswith("/health") for x in m), timeout=30)
     health = json.loads(subscriber.on(f"{PREFIX}/health")[-1].payload)["voice"]
     assert health["windows"] >= 5 and health["classified"] == 0 and health["silence"] >= 5
     assert subscriber.on(f"{PREFIX}/voice/event") == []
