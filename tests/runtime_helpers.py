@@ -40,11 +40,40 @@ def runtime_config(tmp_path: Path, models: Path, video: Path, port: int, **overr
 
 
 def start_runtime(tmp_path: Path, config: dict, *args: str) -> subprocess.Popen:
-    path = tmp_path / f"config-{len(list(tmp_path.glob('config-*.toml')))}.toml"
+    """The runtime with stdout and stderr going to files, so a long run can never block on a full pipe."""
+    number = len(list(tmp_path.glob('config-*.toml')))
+    path = tmp_path / f"config-{number}.toml"
     path.write_text(toml_text(config))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(path), "--print-events", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    out_path, err_path = tmp_path / f"runtime-{number}.out", tmp_path / f"runtime-{number}.err"
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        process = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(path), "--print-events",
+                                    *args], stdout=out, stderr=err, text=True, cwd=ROOT, env=env)
+    process.output_paths = (out_path, err_path)
+    return process
+
+
+def output(process: subprocess.Popen) -> tuple[str, str]:
+    """What the runtime has printed so far: stdout, stderr."""
+    out_path, err_path = process.output_paths
+    return out_path.read_text(errors="replace"), err_path.read_text(errors="replace")
+
+
+def kill(process: subprocess.Popen) -> None:
+    """Kill and reap a runtime that is still running (a failed test must not leave it behind)."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def finish(process: subprocess.Popen, timeout: float = 120) -> tuple[str, str]:
+    """Wait for the runtime to exit and return its stdout and stderr; one still running at `timeout` is killed."""
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill(process)
+        raise AssertionError(f"the runtime was still running after {timeout} s:\n{output(process)[1][-3000:]}")
+    return output(process)
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -16,7 +16,7 @@ from edge.face.preprocess import crops_to_batch
 from edge.manifest import REQUIRED_KEYS, load_manifest, sha256_file
 from export.sources import PINNED
 
-from .conftest import ROOT, run_export
+from .conftest import ROOT
 
 EMOTION_ARTIFACTS = ["emotion.fp32.tflite", "emotion.fp16.tflite", "emotion.int8.tflite",
                      "emotion.fp32.onnx", "emotion.int8.onnx"]

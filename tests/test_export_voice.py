@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +10,8 @@ import pytest
 from edge.backends import open_model
 from edge.manifest import REQUIRED_KEYS, sha256_file
 from edge.voice.features import FeatureExtractor
-from tests.conftest import CACHE, run_export
-from tests.speech import SENTENCES, have_espeak, speak
+from tests.conftest import CACHE
+from tests.speech import SENTENCES, speak
 
 ARTIFACTS = ("voice.fp32.tflite", "voice.fp16.tflite", "voice.int8.tflite", "voice.fp32.onnx", "voice.int8.onnx")
 # Voices none of the export's calibration or validation sets use.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 
 import jsonschema
@@ -14,24 +13,9 @@ from edge.demo import FPS, SECONDS, build_demo_video
 from edge.events import EVENT_JSON_SCHEMA
 from tests.mqtt_broker import Broker, Subscriber, broker_fixture  # noqa: F401
 
-from .runtime_helpers import printed_events, runtime_config, start_runtime
+from .runtime_helpers import finish, kill, printed_events, runtime_config, start_runtime
 
 PREFIX = "emotion_edge/testdev"
-
-
-def run_to_end(process: subprocess.Popen, timeout: float = 120) -> tuple[str, str]:
-    """stdout and stderr of a runtime that ends by itself; one that hangs is killed, not left running."""
-    try:
-        return process.communicate(timeout=timeout)
-    finally:
-        kill(process)
-
-
-def kill(process: subprocess.Popen) -> None:
-    """Kill and reap a runtime that is still running (a failed test must not leave it behind)."""
-    if process.poll() is None:
-        process.kill()
-        process.communicate()
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +30,7 @@ def test_demo_video_events_reach_a_subscriber(broker, face_models, demo_video, t
     # may drop frames, so frames are checked as an exact account (processed + dropped), not as a rate.
     config = runtime_config(tmp_path, face_models, demo_video, broker.port, camera={"realtime": True})
     process = start_runtime(tmp_path, config)
-    stdout, stderr = run_to_end(process)
+    stdout, stderr = finish(process)
     assert process.returncode == 0, stderr[-3000:]
     printed = printed_events(stdout)
     assert subscriber.wait_for(lambda msgs: len([m for m in msgs if m.topic.endswith("face/event")]) >= len(printed),
@@ -87,7 +71,7 @@ def test_demo_video_events_reach_a_subscriber(broker, face_models, demo_video, t
 
 def test_frames_never_reach_the_disk(broker, face_models, demo_video, tmp_path):
     process = start_runtime(tmp_path, runtime_config(tmp_path, face_models, demo_video, broker.port))
-    run_to_end(process)
+    finish(process)
     written = [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
     assert written and all(p.parent.name == "spool" for p in written), written
     assert not any(p.suffix.lower() in (".jpg", ".png", ".avi", ".wav", ".npy") for p in written)
@@ -124,7 +108,7 @@ def test_broker_restart_mid_run_loses_no_event(face_models, demo_video, tmp_path
         broker.start()
         time.sleep(4)
         process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=60)
+        stdout, stderr = finish(process, 60)
         assert process.returncode == 0, stderr[-3000:]
         printed = printed_events(stdout)
         during_outage = len(printed)

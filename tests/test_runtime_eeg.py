@@ -17,7 +17,7 @@ from edge.events import EVENT_JSON_SCHEMA
 from tests.mqtt_broker import Subscriber, broker_fixture  # noqa: F401
 
 from .conftest import ROOT
-from .runtime_helpers import run_cli, start_runtime, toml_text
+from .runtime_helpers import finish, output, run_cli, start_runtime, toml_text
 
 PREFIX = "emotion_edge/eegdev"
 
@@ -53,12 +53,12 @@ def test_simulated_muse_reaches_the_hub_as_eeg_events(broker, tmp_path):
         process = start_runtime(tmp_path, eeg_config(tmp_path, broker.port, source_id))
         try:
             assert subscriber.wait_for(lambda msgs: len([m for m in msgs if m.topic.endswith("eeg/event")]) >= 3,
-                                       timeout=60), process.stderr.read() if process.poll() is not None else ""
+                                       timeout=60), output(process)[1][-3000:]
             assert subscriber.wait_for(lambda msgs: any(m.topic.endswith("/health") and "eeg" in json.loads(m.payload)
                                                         for m in msgs), timeout=10)
         finally:
             process.send_signal(signal.SIGTERM)
-            process.communicate(timeout=30)
+            finish(process, 30)
     events = [json.loads(m.payload) for m in subscriber.on(f"{PREFIX}/eeg/event")]
     for event in events:
         jsonschema.validate(event, EVENT_JSON_SCHEMA)

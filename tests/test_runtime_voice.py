@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import jsonschema
 import numpy as np
@@ -13,19 +12,9 @@ from edge.events import EVENT_JSON_SCHEMA
 from tests.mqtt_broker import Subscriber, broker_fixture  # noqa: F401
 from tests.speech import SENTENCES, speak
 
-from .runtime_helpers import printed_events, start_runtime
+from .runtime_helpers import finish, printed_events, start_runtime
 
 PREFIX = "emotion_edge/voicedev"
-
-
-def run_to_end(process: subprocess.Popen, timeout: float = 120) -> tuple[str, str]:
-    """stdout and stderr of a runtime that ends by itself; one that hangs is killed, not left running."""
-    try:
-        return process.communicate(timeout=timeout)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
 
 
 def voice_config(tmp_path, port, models, audio) -> dict:
@@ -46,7 +35,7 @@ def test_speech_file_gives_voice_events_on_the_shared_topics(broker, voice_model
     soundfile.write(audio, np.concatenate([clips[0], gap, clips[1], gap, clips[2]]), 22050)
     subscriber = Subscriber(broker.port, [f"{PREFIX}/#", "homeassistant/#"])
     process = start_runtime(tmp_path, voice_config(tmp_path, broker.port, voice_models, audio))
-    stdout, stderr = run_to_end(process)
+    stdout, stderr = finish(process)
     assert process.returncode == 0, stderr[-3000:]
     printed = printed_events(stdout)
     assert printed, stderr[-2000:]
@@ -75,7 +64,7 @@ def test_silence_yields_no_voice_events(broker, voice_models, tmp_path):
     soundfile.write(audio, (rng.normal(0, 1e-4, 22050 * 8)).astype(np.float32), 22050)
     subscriber = Subscriber(broker.port, [f"{PREFIX}/#"])
     process = start_runtime(tmp_path, voice_config(tmp_path, broker.port, voice_models, audio))
-    stdout, stderr = run_to_end(process)
+    stdout, stderr = finish(process)
     assert process.returncode == 0, stderr[-3000:]
     assert printed_events(stdout) == []
     assert subscriber.wait_for(lambda m: any(x.topic.endswith("/health") for x in m), timeout=30)
