@@ -14,6 +14,7 @@ from edge.eeg.recorder import main as recorder_main
 from edge.eeg.simulator import LABELS, MuseSignal, SimulatorConfig, run_simulator
 from edge.errors import EdgeError
 from edge.sources.lsl import LSLSource, LSLSourceConfig
+from tests.recorder_helpers import wait_meta
 
 FS = 256.0
 
@@ -39,19 +40,6 @@ def _offset_in(expected: np.ndarray, data: np.ndarray) -> int:
         if np.allclose(data[:50], expected[k:k + 50], atol=2e-3):
             return k
     raise AssertionError("recorded samples are not the simulator's")
-
-
-def _wait_meta(path, predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            meta = json.loads(path.read_text())
-            if predicate(meta):
-                return meta
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-        time.sleep(0.05)
-    raise AssertionError("recorder metadata never reached the expected state")
 
 
 def _wait_recorded(part_path, last_sample, timeout=20.0):
@@ -84,16 +72,16 @@ def test_recording_survives_a_stream_drop_and_round_trips(tmp_path):
     recorder.start()
     try:
         first = _sim(sid, 2.0, seed=21, stop=stop_first)
-        _wait_meta(meta_path, lambda m: m["samples"] > 0 and m["marker_stream"])
+        wait_meta(meta_path, lambda m: m["samples"] > 0 and m["marker_stream"])
         markers.push_sample(["stim_on"])
         _wait_recorded(part_path, _expected(21, sent)[-1])
         stop_first.set()  # the sender goes away
         first.join(20)
         time.sleep(0.6)  # the stream is gone for a while; the recorder keeps running
-        during_drop = _wait_meta(meta_path, lambda m: m["source_stats"]["reconnects"] >= 1)
+        during_drop = wait_meta(meta_path, lambda m: m["source_stats"]["reconnects"] >= 1)
         assert during_drop["complete"] is False and part_path.exists()
         second = _sim(sid, 2.0, seed=22, stop=stop_second)
-        _wait_meta(meta_path, lambda m: m["connects"] == 2)
+        wait_meta(meta_path, lambda m: m["connects"] == 2)
         markers.push_sample(["stim_off"])
         _wait_recorded(part_path, _expected(22, sent)[-1])
         stop_second.set()

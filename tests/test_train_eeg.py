@@ -35,6 +35,7 @@ from edge.sources.lsl import LSLSourceConfig
 from export import eeg_data
 from export.errors import ExportError
 from export.train_eeg import TrainEEGConfig, group_split, train_eeg
+from tests.recorder_helpers import wait_meta
 
 FS = 256.0
 # Classes that really differ: frontal alpha asymmetry (ln AF8/AF7 alpha) and beta RMS (uV).
@@ -62,20 +63,6 @@ def _write_session(stem, order, seed):
     _write_json_atomic(stem.with_suffix(".json"), {
         "format": FORMAT, "complete": True, "channels": list(LABELS), "rate": FS, "samples": len(data),
         "markers": markers, "gaps": []})
-
-
-def _wait_meta(path, predicate, timeout=20.0):
-    """The recorder's JSON once predicate(meta) holds (it is rewritten at every flush)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            meta = json.loads(path.read_text())
-            if predicate(meta):
-                return meta
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-        time.sleep(0.05)
-    raise AssertionError("recorder metadata never reached the expected state")
 
 
 def _record_live(stem):
@@ -109,12 +96,12 @@ def _record_live(stem):
             time.sleep(0.01)
         t0 = started["t0"]
         # Markers sent before the recorder's marker inlet is open would be lost.
-        _wait_meta(stem.with_suffix(".json"), lambda m: m["marker_stream"])
+        wait_meta(stem.with_suffix(".json"), lambda m: m["marker_stream"])
         # Stamped in signal time (the simulator runs 8x faster than the wall clock).
         for k, label in enumerate(order):
             markers.push_sample([f"label:{label}"], t0 + k * TRIAL_S)
         markers.push_sample(["end"], t0 + len(order) * TRIAL_S)
-        _wait_meta(stem.with_suffix(".json"), lambda m: m["samples"] >= total or not sim.is_alive(), timeout=60)
+        wait_meta(stem.with_suffix(".json"), lambda m: m["samples"] >= total or not sim.is_alive(), timeout=60)
     finally:
         sim_stop.set()
         sim.join(30)
