@@ -238,7 +238,7 @@ def _runtime_uses_trained_model(artifact, tmp_path):
 
     from edge.eeg.simulator import SimulatorConfig, run_simulator
     from tests.mqtt_broker import Broker, Subscriber
-    from tests.runtime_helpers import start_runtime
+    from tests.runtime_helpers import finish, printed_events, start_runtime
 
     broker = Broker(tmp_path).start()
     source_id = f"sim-{uuid.uuid4().hex[:8]}"
@@ -256,13 +256,13 @@ def _runtime_uses_trained_model(artifact, tmp_path):
         ok = subscriber.wait_for(lambda msgs: any(json.loads(m.payload)["label"] for m in msgs), timeout=60)
     finally:
         process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=30)
+        stdout, stderr = finish(process, 30)
         stop.set()
         simulator.join(timeout=10)
         subscriber.close()
         broker.stop()
     assert ok, stderr[-3000:]
-    events = [json.loads(line) for line in stdout.splitlines() if line.startswith('{"device_id"')]
+    events = printed_events(stdout)
     assert events and all(e["model"]["estimator"] == "classifier" for e in events)
     labelled = [e for e in events if e["label"]]
     assert labelled and all(e["label"] in CLASSES for e in labelled)
