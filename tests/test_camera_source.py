@@ -170,6 +170,11 @@ def test_loop_restarts_the_file(tmp_path):
     assert [identify(f.image, refs)[0] for f in frames] == [i % 5 for i in range(13)]
     assert [f.index for f in frames] == list(range(13))
     assert stats["loops"] >= 2 and stats["state"] == "running" and stats["reconnects"] == 0
+    # Video time, not decode time: one frame period (1/50 s) apart, straight through the loops, however fast
+    # this machine decodes and however slowly it reads.
+    stamps = np.array([f.timestamp for f in frames])
+    assert np.allclose(np.diff(stamps), 1 / 50, rtol=0, atol=1e-6)
+    assert abs(stamps[0] - time.time()) < 30
 
 
 def test_deleted_file_is_retried_with_backoff_and_recovers_when_it_comes_back(tmp_path):

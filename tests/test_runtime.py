@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from datetime import datetime
 
 import jsonschema
 import pytest
@@ -67,6 +68,30 @@ def test_demo_video_events_reach_a_subscriber(broker, face_models, demo_video, t
     assert late.on(f"{PREFIX}/availability")[-1].retain
     assert late.wait_for(lambda msgs: any(m.topic.startswith("homeassistant/") for m in msgs), timeout=30)
     late.close()
+
+
+def test_unpaced_file_runs_on_video_time(broker, face_models, demo_video, tmp_path):
+    """Processed as fast as the machine goes, a file is still judged on its own timeline: the same tracks and
+    labels as the paced demo, event times spread over the video's length, and the same story on every run."""
+    def story():
+        config = runtime_config(tmp_path, face_models, demo_video, broker.port)  # unpaced, stops at the end
+        process = start_runtime(tmp_path, config)
+        stdout, stderr = finish(process)
+        assert process.returncode == 0, stderr[-3000:]
+        events = [e for e in printed_events(stdout) if e["modality"] == "face"]
+        times = [datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")).timestamp() for e in events]
+        return events, [round(t - times[0], 3) for t in times]
+
+    events, offsets = story()
+    tracks = [e["track_id"] for e in events if e["kind"] == "track_start"]
+    assert len(tracks) == 3, tracks
+    first = next(e for e in events if e["kind"] == "emotion" and e["track_id"] == tracks[0])
+    assert first["label"] == "happy" and first["valence"] > 0.5
+    assert offsets == sorted(offsets) and offsets[-1] > SECONDS * 0.6  # video seconds, not decode seconds
+    again, offsets_again = story()
+    assert [(e["kind"], e["track_id"], e["label"]) for e in again] == [(e["kind"], e["track_id"], e["label"])
+                                                                      for e in events]
+    assert offsets_again == offsets
 
 
 def test_frames_never_reach_the_disk(broker, face_models, demo_video, tmp_path):

@@ -106,6 +106,7 @@ class FacePipeline:
         self._last_state = -math.inf
         self._tracks: dict[str, dict[str, Any]] = {}
         self._frames = 0
+        self._last_timestamp: float | None = None
 
     def _event(self, kind: str, track_id: str, timestamp: float, latency_ms: float,
                probs: dict[str, float] | None = None, label: str | None = None, box=None) -> Event:
@@ -123,6 +124,7 @@ class FacePipeline:
         """One RGB frame captured at `timestamp` (epoch seconds); `received` is its perf_counter arrival."""
         received = time.perf_counter() if received is None else received
         self._frames += 1
+        self._last_timestamp = timestamp
         if (self._frames - 1) % self.config.infer_every:
             state = None
             if timestamp - self._last_state >= self.config.state_interval_s:
@@ -179,8 +181,8 @@ class FacePipeline:
                 "valence": round(valence, 4), "arousal": round(arousal, 4), "track_id": track_id}
 
     def close(self) -> list[Event]:
-        """End every open track (on shutdown or when the camera ends)."""
-        now = time.time()
+        """End every open track (on shutdown or when the camera ends), at the last processed frame's time."""
+        now = self._last_timestamp if self._last_timestamp is not None else time.time()
         events = []
         for track_id in self.tracker.end_all():
             self.smoothers.drop(track_id)

@@ -48,7 +48,9 @@ class CameraConfig:
     # what a video file does at its end: "loop" plays it again, "stop" ends the source (state "ended")
     on_end: str = "loop"
     # pace file playback at the file's fps (demo videos play in real time); false reads as fast as the
-    # pipeline takes frames, decoding ahead while one is processed and dropping none (benchmarks, batch jobs)
+    # pipeline takes frames, decoding ahead while one is processed and dropping none (benchmarks, batch jobs),
+    # and stamps frames with video time (start time + frame number / fps), so smoothing, tracking and event
+    # times follow the video, not how fast this machine decodes it
     realtime: bool = True
     # unpaced file playback only: how many decoded frames may wait for the consumer, so decoding runs on
     # through a slow frame (one that runs the models) instead of idling after one frame; 3 covers a whole
@@ -99,7 +101,9 @@ class Frame:
     """One captured frame."""
 
     image: np.ndarray  # H x W x 3 uint8 in RGB order
-    timestamp: float  # time.time() when the frame was grabbed (the event's capture time)
+    # capture time in epoch seconds: time.time() at the grab, or for an unpaced file the video time
+    # (the first frame's grab time + frame number / the file's fps)
+    timestamp: float
     index: int  # 0-based count of frames grabbed since start(); a gap between reads means drops
 
 
@@ -310,13 +314,20 @@ class CameraSource(Source[Frame]):
         log.info("camera %s opened: %dx%d at %.1f fps", cfg.source, int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
                  int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), capture.get(cv2.CAP_PROP_FPS))
 
+    def _file_fps(self, capture) -> float:
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        return fps if 0 < fps < 1000 else self.config.fps or 30.0
+
     def _pacer(self, capture) -> _Pacer | None:
         if self.live or not self.config.realtime:
             return None
-        fps = capture.get(cv2.CAP_PROP_FPS)
-        if not (0 < fps < 1000):
-            fps = self.config.fps or 30.0
-        return _Pacer(fps, self._halt)
+        return _Pacer(self._file_fps(capture), self._halt)
+
+    def _frame_period(self, capture) -> float | None:
+        """Seconds of video time per frame for an unpaced file (stamped with video time), else None."""
+        if self.live or self.config.realtime:
+            return None
+        return 1.0 / self._file_fps(capture)
 
     def _run(self, capture) -> None:
         cfg = self.config
@@ -324,8 +335,10 @@ class CameraSource(Source[Frame]):
         failed = False  # the last open or read failed: the next open waits and counts as a reconnect
         frames_since_open = 0
         pacer = self._pacer(capture) if capture is not None else None
+        period = self._frame_period(capture) if capture is not None else None
+        video_time = None  # next unpaced-file frame's stamp; runs on across loops and reopens
         index = 0
-        last_stamp = None
+        last_grab = None
         try:
             while not self._halt.is_set():
                 try:
@@ -346,14 +359,19 @@ class CameraSource(Source[Frame]):
                             continue
                         frames_since_open = 0
                         pacer = self._pacer(capture)
-                        last_stamp = None
+                        period = self._frame_period(capture)
+                        last_grab = None
                     if pacer is not None:
                         pacer.wait()
                         if self._halt.is_set():
                             break
                     ok, image = capture.read()
                     if ok and image is not None and image.size:
-                        stamp = time.time()
+                        grabbed = time.time()
+                        stamp = grabbed
+                        if period is not None:
+                            stamp = grabbed if video_time is None else video_time
+                            video_time = stamp + period
                         self._slot.put(Frame(_to_rgb(image), stamp, index))
                         index += 1
                         if isinstance(self._slot, _FrameQueue):
@@ -362,11 +380,11 @@ class CameraSource(Source[Frame]):
                             while not self._slot.wait_room(0.2) and not self._halt.is_set():
                                 pass
                         frames_since_open += 1
-                        if last_stamp is not None and stamp > last_stamp:
-                            rate = 1.0 / (stamp - last_stamp)
+                        if last_grab is not None and grabbed > last_grab:
+                            rate = 1.0 / (grabbed - last_grab)
                             previous = self._capture_fps or rate
                             self._capture_fps = 0.9 * previous + 0.1 * rate
-                        last_stamp = stamp
+                        last_grab = grabbed
                         if failed:
                             self._recoveries += 1
                             log.info("camera %s recovered after %d reconnect attempts", cfg.source,
