@@ -26,9 +26,8 @@ def demo_video(tmp_path_factory):
 
 def test_demo_video_events_reach_a_subscriber(broker, face_models, demo_video, tmp_path):
     subscriber = Subscriber(broker.port, [f"{PREFIX}/#", "homeassistant/#"])
-    # Paced like `run --demo`: the default smoothing waits dwell_s of capture time before adopting a label, and
-    # unpaced the whole video takes well under a second, so no emotion would be reported. Paced, a slow machine
-    # may drop frames, so frames are checked as an exact account (processed + dropped), not as a rate.
+    # Paced like `run --demo` (the unpaced, video-time run has its own test below). Paced, a slow machine may drop
+    # frames, so frames are checked as an exact account (processed + dropped), not as a rate.
     config = runtime_config(tmp_path, face_models, demo_video, broker.port, camera={"realtime": True})
     process = start_runtime(tmp_path, config)
     stdout, stderr = finish(process)
