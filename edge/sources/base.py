@@ -2,13 +2,15 @@
 
 A source runs its own background thread and keeps only the newest item, so a slow
 consumer sees fresh data instead of an ever-growing backlog; overwritten items are
-counted as dropped rather than queued.
+counted as dropped rather than queued. Where every item counts (an unpaced file), a short
+bounded queue takes the slot's place instead.
 """
 
 from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections import deque
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -81,11 +83,6 @@ class NewestSlot(Generic[T]):
                 self._cond.notify_all()
             return item
 
-    def wait_taken(self, timeout: float | None = None) -> bool:
-        """Wait until the pending item was taken (or the slot closed); False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._item is None or self._closed, timeout)
-
     def close(self) -> None:
         """Wake every waiting reader; the pending item can still be taken."""
         with self._cond:
@@ -95,3 +92,46 @@ class NewestSlot(Generic[T]):
     def reopen(self) -> None:
         with self._cond:
             self._closed = False
+
+
+class BoundedQueue(Generic[T]):
+    """A bounded FIFO with NewestSlot's interface, for inputs where every item counts (an unpaced file).
+
+    The producer puts up to `capacity` items ahead and then waits for the consumer (wait_room), so an
+    item that takes long to process does not leave the producer idle, and nothing is produced in vain.
+    """
+
+    def __init__(self, capacity: int):
+        self._cond = threading.Condition()
+        self._items: deque[T] = deque()
+        self._capacity = capacity
+        self._closed = False
+        self.put_count = 0
+        self.taken = 0
+        self.dropped = 0  # never: put() is only called when there is room
+
+    def put(self, item: T) -> None:
+        with self._cond:
+            self._items.append(item)
+            self.put_count += 1
+            self._cond.notify_all()
+
+    def take(self, timeout: float | None = None) -> T | None:
+        with self._cond:
+            if not self._items and not self._closed:
+                self._cond.wait_for(lambda: self._items or self._closed, timeout)
+            if not self._items:
+                return None
+            self.taken += 1
+            self._cond.notify_all()
+            return self._items.popleft()
+
+    def wait_room(self, timeout: float | None = None) -> bool:
+        """Wait until another frame fits (or the queue closed); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self._items) < self._capacity or self._closed, timeout)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()

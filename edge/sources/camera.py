@@ -17,7 +17,6 @@ import os
 import re
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,7 @@ import cv2
 import numpy as np
 
 from ..errors import EdgeError
-from .base import ENDED, RECONNECTING, RUNNING, STARTING, STOPPED, NewestSlot, Source
+from .base import ENDED, RECONNECTING, RUNNING, STARTING, STOPPED, BoundedQueue, NewestSlot, Source
 
 log = logging.getLogger(__name__)
 
@@ -141,49 +140,6 @@ class _Pacer:
         self.count += 1
 
 
-class _FrameQueue:
-    """A bounded FIFO with NewestSlot's interface, for unpaced files: every frame is delivered, in order.
-
-    The grab thread decodes up to `capacity` frames ahead and then waits for the consumer, so a
-    frame that takes long to process does not leave decoding idle, and nothing is decoded in vain.
-    """
-
-    def __init__(self, capacity: int):
-        self._cond = threading.Condition()
-        self._items: deque[Frame] = deque()
-        self._capacity = capacity
-        self._closed = False
-        self.put_count = 0
-        self.taken = 0
-        self.dropped = 0  # never: put() is only called when there is room
-
-    def put(self, item: Frame) -> None:
-        with self._cond:
-            self._items.append(item)
-            self.put_count += 1
-            self._cond.notify_all()
-
-    def take(self, timeout: float | None = None) -> Frame | None:
-        with self._cond:
-            if not self._items and not self._closed:
-                self._cond.wait_for(lambda: self._items or self._closed, timeout)
-            if not self._items:
-                return None
-            self.taken += 1
-            self._cond.notify_all()
-            return self._items.popleft()
-
-    def wait_room(self, timeout: float | None = None) -> bool:
-        """Wait until another frame fits (or the queue closed); False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(lambda: len(self._items) < self._capacity or self._closed, timeout)
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-
 class CameraSource(Source[Frame]):
     """Newest-frame capture from any OpenCV input, with reconnects and file looping."""
 
@@ -194,7 +150,7 @@ class CameraSource(Source[Frame]):
         self._lock = threading.Lock()
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
-        self._slot: NewestSlot[Frame] | _FrameQueue = NewestSlot()
+        self._slot: NewestSlot[Frame] | BoundedQueue[Frame] = NewestSlot()
         self._slot.close()
         self._reset_counters()
         self._state = STOPPED
@@ -235,7 +191,7 @@ class CameraSource(Source[Frame]):
                                 f"exists and is not in use, or set camera.wait_for_device = true to keep retrying")
         self._halt.clear()
         unpaced_file = self.kind == "file" and not cfg.realtime
-        self._slot = _FrameQueue(cfg.prefetch) if unpaced_file else NewestSlot()
+        self._slot = BoundedQueue(cfg.prefetch) if unpaced_file else NewestSlot()
         self._reset_counters()
         self._state = STARTING
         self._thread = threading.Thread(target=self._run, args=(capture,), name=f"camera:{cfg.source}",
@@ -314,28 +270,22 @@ class CameraSource(Source[Frame]):
         log.info("camera %s opened: %dx%d at %.1f fps", cfg.source, int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
                  int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), capture.get(cv2.CAP_PROP_FPS))
 
-    def _file_fps(self, capture) -> float:
+    def _playback(self, capture) -> tuple[_Pacer | None, float | None]:
+        """For a file, at its fps: a pacer when played in real time, else the video time per frame that
+        stamps its frames. A live input gets neither."""
+        if self.live:
+            return None, None
         fps = capture.get(cv2.CAP_PROP_FPS)
-        return fps if 0 < fps < 1000 else self.config.fps or 30.0
-
-    def _pacer(self, capture) -> _Pacer | None:
-        if self.live or not self.config.realtime:
-            return None
-        return _Pacer(self._file_fps(capture), self._halt)
-
-    def _frame_period(self, capture) -> float | None:
-        """Seconds of video time per frame for an unpaced file (stamped with video time), else None."""
-        if self.live or self.config.realtime:
-            return None
-        return 1.0 / self._file_fps(capture)
+        if not (0 < fps < 1000):
+            fps = self.config.fps or 30.0
+        return (_Pacer(fps, self._halt), None) if self.config.realtime else (None, 1.0 / fps)
 
     def _run(self, capture) -> None:
         cfg = self.config
         backoff = cfg.reconnect_initial_s
         failed = False  # the last open or read failed: the next open waits and counts as a reconnect
         frames_since_open = 0
-        pacer = self._pacer(capture) if capture is not None else None
-        period = self._frame_period(capture) if capture is not None else None
+        pacer, period = self._playback(capture) if capture is not None else (None, None)
         video_time = None  # next unpaced-file frame's stamp; runs on across loops and reopens
         index = 0
         last_grab = None
@@ -358,8 +308,7 @@ class CameraSource(Source[Frame]):
                             failed = True
                             continue
                         frames_since_open = 0
-                        pacer = self._pacer(capture)
-                        period = self._frame_period(capture)
+                        pacer, period = self._playback(capture)
                         last_grab = None
                     if pacer is not None:
                         pacer.wait()
@@ -374,7 +323,7 @@ class CameraSource(Source[Frame]):
                             video_time = stamp + period
                         self._slot.put(Frame(_to_rgb(image), stamp, index))
                         index += 1
-                        if isinstance(self._slot, _FrameQueue):
+                        if isinstance(self._slot, BoundedQueue):
                             # Unpaced file: decode ahead while frames are processed, at most `prefetch`
                             # frames, so no frame is decoded only to be dropped.
                             while not self._slot.wait_room(0.2) and not self._halt.is_set():
