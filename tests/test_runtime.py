@@ -8,6 +8,7 @@ import time
 from datetime import datetime
 
 import jsonschema
+import numpy as np
 import pytest
 
 from edge.demo import FPS, SECONDS, build_demo_video
@@ -90,7 +91,8 @@ def test_unpaced_file_runs_on_video_time(broker, face_models, demo_video, tmp_pa
     again, offsets_again = story()
     assert [(e["kind"], e["track_id"], e["label"]) for e in again] == [(e["kind"], e["track_id"], e["label"])
                                                                       for e in events]
-    assert offsets_again == offsets
+    # event times are printed to the millisecond, so offsets from two start times may differ by one rounding step
+    assert np.allclose(offsets_again, offsets, rtol=0, atol=0.0015)
 
 
 def test_frames_never_reach_the_disk(broker, face_models, demo_video, tmp_path):
