@@ -210,7 +210,8 @@ def _tflite_quantization(precision: str, spec: ModelSpec) -> dict[str, Any]:
     if precision == "fp16":
         return {"mode": "float16 weights", "io": "float32", "compute": "float32 (weights dequantized at load)"}
     return {"mode": "full integer int8", "io": "int8 (scale/zero point in inputs/outputs)",
-            "kernels": "int8", "weights": "int8 per-tensor symmetric", "activations": "int8 asymmetric per-tensor", "calibration": "representative dataset",
+            "kernels": "int8", "weights": "int8 per-tensor symmetric", "activations": "int8 asymmetric per-tensor",
+            "calibration": "representative dataset; activation ranges shrunk to least int8 error (min-max as the upper bound)",
             "calibration_samples": int(len(spec.calibration))}
 
 

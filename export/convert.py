@@ -3,7 +3,8 @@
 All artifacts get a static batch of 1 (what TensorRT and microcontroller-style runtimes want;
 the device loops over faces). int8 TFLite uses int8 kernels end to end, including int8 input
 and output tensors whose scale and zero point go into the manifest; its weights are per-tensor
-symmetric (smaller file, see keras_to_tflite). ONNX int8 uses QDQ nodes
+symmetric (smaller file, see keras_to_tflite) and its activation ranges are the least-error ranges
+inside the calibrated min-max (mse_activation_ranges). ONNX int8 uses QDQ nodes
 with symmetric per-channel weights and symmetric activations (zero point 0), the form
 TensorRT's explicit-quantization path builds engines from.
 """
@@ -65,12 +66,93 @@ def keras_to_tflite(model, input_shape: tuple[int, ...], precision: str,
         # Per-tensor weight scales: per-channel scales plus int64 zero points cost ~27 KB on the
         # 58k-parameter mini-Xception (43% of fp32 size vs 33%) for no measured agreement gain.
         converter._experimental_disable_per_channel = True
+        converter._experimental_calibrate_only = True
     elif precision != "fp32":
         raise ExportError(f"unknown TFLite precision {precision!r}")
     try:
-        return converter.convert()
+        converted = converter.convert()
+        if precision == "int8":
+            from tensorflow.lite.python.convert import mlir_quantize
+
+            # the same quantizer call the converter makes, on the calibrated model with refined ranges
+            converted = mlir_quantize(mse_activation_ranges(converted, calibration), disable_per_channel=True,
+                                      input_data_type=tf.int8, output_data_type=tf.int8)
+        return converted
+    except ExportError:
+        raise
     except Exception as exc:  # the converter raises many unrelated types
         raise ExportError(f"TFLite {precision} conversion failed: {exc}") from None
+
+
+def _quantization_mse(values: np.ndarray, low: float, high: float) -> float:
+    """Mean squared error of int8 asymmetric fake quantization of `values` over [low, high] (0 included)."""
+    low, high = min(low, 0.0), max(high, 0.0)
+    scale = (high - low) / 255.0
+    if scale <= 0:
+        return float(np.mean(values ** 2))
+    zero_point = np.round(-128.0 - low / scale)
+    levels = np.clip(np.round(values / scale + zero_point), -128, 127)
+    return float(np.mean(((levels - zero_point) * scale - values) ** 2))
+
+
+def _best_range(values: np.ndarray, low: float, high: float) -> tuple[float, float]:
+    """Shrink the calibrated [low, high] to the range with the least int8 error on the observed values.
+
+    Rounding error falls with the step size and clipping error rises as the range shrinks, so a range
+    a little inside the extremes usually wins (what TensorRT's and ONNX Runtime's entropy or percentile
+    calibrators aim at). A negative bound is searched once the positive one is set, and the positive
+    one again after.
+    """
+    factors = np.linspace(0.3, 1.0, 36)
+    best_low, best_high = low, high
+
+    def search_high(current_low: float) -> float:
+        return min((high * f for f in factors), key=lambda h: _quantization_mse(values, current_low, h))
+
+    best_high = search_high(best_low)
+    if low < 0:
+        best_low = min((low * f for f in factors), key=lambda lo: _quantization_mse(values, lo, best_high))
+        best_high = search_high(best_low)
+    return float(best_low), float(best_high)
+
+
+def mse_activation_ranges(calibrated: bytes, calibration: np.ndarray, values_per_sample: int = 512) -> bytes:
+    """The calibrated model with each activation's min-max range replaced by its least-error range.
+
+    Min-max calibration spends int8 steps on rare extremes; on the face model the refined ranges gave
+    fewer top-1 flips than min-max on every augmentation seed measured (README). Only plain per-tensor
+    activation ranges change; the graph's input and output keep theirs.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    graph = model.subgraphs[0]
+    fixed = set(graph.inputs) | set(graph.outputs)
+    ranged = [index for index, tensor in enumerate(graph.tensors)
+              if index not in fixed and tensor.quantization is not None and tensor.quantization.min is not None
+              and len(tensor.quantization.min) == 1]
+    if not ranged:
+        return calibrated
+    interpreter = Interpreter(model_content=bytes(calibrated), experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    source = interpreter.get_input_details()[0]["index"]
+    rng = np.random.default_rng(0)
+    observed: dict[int, list[np.ndarray]] = {index: [] for index in ranged}
+    for sample in calibration:
+        interpreter.set_tensor(source, sample[None].astype(np.float32))
+        interpreter.invoke()
+        for index in ranged:
+            values = interpreter.get_tensor(index).ravel()
+            if values.size > values_per_sample:
+                values = rng.choice(values, values_per_sample, replace=False)
+            observed[index].append(values.astype(np.float32))
+    for index in ranged:
+        quantization = graph.tensors[index].quantization
+        low, high = _best_range(np.concatenate(observed[index]), float(quantization.min[0]),
+                                float(quantization.max[0]))
+        quantization.min, quantization.max = [low], [high]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def keras_to_onnx(model, input_shape: tuple[int, ...]):
