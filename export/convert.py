@@ -104,7 +104,7 @@ def _best_range(values: np.ndarray, low: float, high: float) -> tuple[float, flo
     one again after.
     """
     factors = np.linspace(0.3, 1.0, 36)
-    best_low, best_high = low, high
+    best_low = low
 
     def search_high(current_low: float) -> float:
         return min((high * f for f in factors), key=lambda h: _quantization_mse(values, current_low, h))
