@@ -116,6 +116,13 @@ def _best_range(values: np.ndarray, low: float, high: float) -> tuple[float, flo
     return float(best_low), float(best_high)
 
 
+def per_tensor_ranged(graph) -> list[int]:
+    """Indices of a calibrated graph's tensors that carry one calibrated [min, max] (per-tensor activations)."""
+    return [index for index, tensor in enumerate(graph.tensors)
+            if tensor.quantization is not None and tensor.quantization.min is not None
+            and len(tensor.quantization.min) == 1]
+
+
 def mse_activation_ranges(calibrated: bytes, calibration: np.ndarray, values_per_sample: int = 512) -> bytes:
     """The calibrated model with each activation's min-max range replaced by its least-error range.
 
@@ -129,9 +136,7 @@ def mse_activation_ranges(calibrated: bytes, calibration: np.ndarray, values_per
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
     graph = model.subgraphs[0]
     fixed = set(graph.inputs) | set(graph.outputs)
-    ranged = [index for index, tensor in enumerate(graph.tensors)
-              if index not in fixed and tensor.quantization is not None and tensor.quantization.min is not None
-              and len(tensor.quantization.min) == 1]
+    ranged = [index for index in per_tensor_ranged(graph) if index not in fixed]
     if not ranged:
         return calibrated
     interpreter = Interpreter(model_content=bytes(calibrated), experimental_preserve_all_tensors=True)

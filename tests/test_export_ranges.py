@@ -34,13 +34,15 @@ def small_model():
     return keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x))
 
 
-def _ranges(model_bytes: bytes) -> dict[int, tuple[float, float]]:
+def _graph(model_bytes: bytes):
     from tensorflow.lite.tools import flatbuffer_utils
 
-    graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes)).subgraphs[0]
-    return {index: (float(t.quantization.min[0]), float(t.quantization.max[0]))
-            for index, t in enumerate(graph.tensors)
-            if t.quantization is not None and t.quantization.min is not None and len(t.quantization.min) == 1}
+    return flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes)).subgraphs[0]
+
+
+def _ranges(graph) -> dict[int, tuple[float, float]]:
+    return {index: (float(graph.tensors[index].quantization.min[0]), float(graph.tensors[index].quantization.max[0]))
+            for index in convert.per_tensor_ranged(graph)}
 
 
 def test_refined_ranges_stay_inside_min_max_and_the_graph_ends_keep_theirs(small_model):
@@ -55,11 +57,9 @@ def test_refined_ranges_stay_inside_min_max_and_the_graph_ends_keep_theirs(small
     converter._experimental_calibrate_only = True
     calibrated = converter.convert()
 
-    before, after = _ranges(calibrated), _ranges(convert.mse_activation_ranges(calibrated, calibration))
+    graph = _graph(calibrated)
+    before, after = _ranges(graph), _ranges(_graph(convert.mse_activation_ranges(calibrated, calibration)))
     assert before.keys() == after.keys() and len(before) >= 3
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated)).subgraphs[0]
     ends = set(graph.inputs) | set(graph.outputs)
     shrunk = 0
     for index, (low, high) in before.items():
