@@ -19,9 +19,11 @@ timed frames / wall time of that loop. Set beside it:
 Bars (measured, PASS/FAIL): end-to-end fps >= 60% of decode-only, and >= 10x fer's fps. On a shared VM the
 host's load moves every rate by 20% or more within minutes, so each run's decode-only floor is measured
 right before and right after its own e2e loop (`decode_paired`) and the 60% bar compares the two; the
-verdict against the sweep-wide median floor is kept beside it (`bars.decode_vs_median_floor`).
+verdict against the sweep-wide median floor is kept beside it (`bars.decode_vs_median_floor`). The runtime
+default's configuration gets `--repeats` more such pairs, and its verdict (`summary.runtime_default`) is the
+median ratio over all of its pairs, because one sub-second loop is a noisy draw.
 
-Usage: python benchmarks/face_pipeline.py [--frames 300] [--models models/face] [--quick]
+Usage: python benchmarks/face_pipeline.py [--frames 300] [--repeats 5] [--models models/face] [--quick]
 Writes benchmarks/results/face_pipeline.json and prints a table.
 """
 
@@ -66,6 +68,7 @@ ARTIFACTS = [
     ("emotion.fp32.onnx", "detector.fp32.onnx", "onnxruntime"),
 ]
 DECODE_BAR, FER_BAR = 0.6, 10.0
+STEAL_WARNING = 0.10  # above this share of stolen CPU time the table warns that the host, not the code, moved the rates
 
 
 class LoopingVideo:
@@ -151,6 +154,23 @@ class Mosquitto:
 
 
 # ---- measurements --------------------------------------------------------------------------------
+
+def cpu_snapshot() -> tuple[int, int] | None:
+    """(steal, total) jiffies over all CPUs from /proc/stat; None where the kernel does not expose them."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7], sum(fields)) if len(fields) == 8 else None
+
+
+def steal_fraction(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """Share of CPU time the hypervisor gave to other guests between two snapshots (a VM's noisy neighbours)."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round((after[0] - before[0]) / (after[1] - before[1]), 3)
+
 
 def decode_only(video: Path, frames: int, warmup: int) -> dict:
     source = LoopingVideo(video)
@@ -238,6 +258,25 @@ def threaded_run(video: Path, config: FaceConfig, frames: int, warmup: int, port
     return {"frames": frames, "seconds": round(seconds, 4), "fps": round(frames / seconds, 2),
             "decoded": after["captured"] - before["captured"], "dropped": after["dropped"] - before["dropped"],
             "events": events}
+
+
+def repeated_pairs(video: Path, config: FaceConfig, repeats: int, frames: int, warmup: int, port: int,
+                   workdir: Path) -> list[dict]:
+    """More (decode-only, threaded e2e, decode-only) triples of one configuration.
+
+    One sub-second e2e loop on a shared VM swings by 15 points of the ratio from run to run, so the
+    runtime default's verdict is the median over several pairs rather than one draw."""
+    samples = []
+    for _ in range(repeats):
+        before = decode_only(video, frames, warmup)["fps"]
+        cpu_before = cpu_snapshot()
+        e2e = threaded_run(video, config, frames, warmup, port, workdir)["fps"]
+        cpu_after = cpu_snapshot()
+        after = decode_only(video, frames, warmup)["fps"]
+        floor = round((before + after) / 2, 2)
+        samples.append({"e2e_fps": e2e, "decode_fps": floor, "ratio": round(e2e / floor, 3),
+                        "cpu_steal": steal_fraction(cpu_before, cpu_after)})
+    return samples
 
 
 def pipeline_run(video: Path, config: FaceConfig, frames: int, warmup: int, port: int, workdir: Path) -> dict:
@@ -432,6 +471,10 @@ def bars(e2e_fps: float, decode_fps: float, fer: dict) -> dict:
     return out
 
 
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
 def verdict(value) -> str:
     return "n/a" if value is None else ("PASS" if value else "FAIL")
 
@@ -445,7 +488,7 @@ def print_table(result: dict) -> None:
           f"after the runs; fresh process {floor['fresh_process_fps']:.1f}); the camera source alone delivers "
           f"{result['camera_source_only']['fps']:.1f} fps")
     head = (f"{'emotion artifact':<22}{'backend':<12}{'thr':>4}{'N':>3}{'e2e fps':>9}{'serial':>8}{'decode':>8}{'detect':>8}"
-            f"{'classify':>9}{'other':>7}{'publish':>8}{'faces/f':>8}{'load':>6}{'pair dec':>9}{'ratio':>7}  "
+            f"{'classify':>9}{'other':>7}{'publish':>8}{'faces/f':>8}{'load':>6}{'steal':>7}{'pair dec':>9}{'ratio':>7}  "
             f"{'>=60% dec':<10}{'>=10x fer':<10}")
     print(head)
     print("-" * len(head))
@@ -455,13 +498,17 @@ def print_table(result: dict) -> None:
               f"{run['serial']['fps']:>8.1f}"
               f"{s['decode']['mean']:>8.2f}{s['detect']['mean']:>8.2f}{s['classify']['mean']:>9.2f}"
               f"{s['other']['mean']:>7.2f}{s['publish']['mean']:>8.3f}{run['faces_per_frame']:>8.2f}"
-              f"{max(run['loadavg_1m']):>6.1f}{run['decode_paired']['fps']:>9.1f}"
+              f"{max(run['loadavg_1m']):>6.1f}{percent(run.get('cpu_steal')):>7}{run['decode_paired']['fps']:>9.1f}"
               f"{run['bars']['decode']['ratio']:>7.1%}  "
               f"{verdict(run['bars']['decode']['pass']):<10}{verdict(run['bars']['fer_keras']['pass']):<10}")
     print("(N: face.infer_every; e2e fps: frames processed per second with the runtime's threaded camera source, "
           "bars judged on it;\n serial/stage columns: one thread doing decode -> pipeline -> publish, mean ms per "
-          "frame; load: highest 1-min load average;\n pair dec: decode-only fps measured right before and right "
+          "frame; load: highest 1-min load average; steal: CPU time the hypervisor gave other guests during the e2e loop;\n pair dec: decode-only fps measured right before and right "
           "after this run's e2e loop (mean), the floor the 60% bar and ratio use, so both see the same host load)")
+    steals = [run["cpu_steal"] for run in result["runs"] if run.get("cpu_steal") is not None]
+    if steals and max(steals) > STEAL_WARNING:
+        print(f"WARNING: the hypervisor took up to {max(steals):.0%} of CPU time during the runs (steal): this VM "
+              "shares its cores, so rates and ratios vary from run to run and understate dedicated hardware")
     busiest = max(max(run["loadavg_1m"]) for run in result["runs"])
     if busiest > result["machine"]["cpus"]:
         print(f"WARNING: load average reached {busiest:.1f} on {result['machine']['cpus']} CPUs: other processes "
@@ -502,8 +549,11 @@ def main(argv=None) -> int:
     parser.add_argument("--infer-every", default="1,2,3",
                         help="comma-separated face.infer_every values (3 is the runtime default)")
     parser.add_argument("--fer-frames", type=int, default=150, help="timed frames for each fer run")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="extra paired e2e runs of the runtime default; its 60%% verdict is the median ratio")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke test: few frames, 1 thread, one memory probe, no fer, no install size")
+                        help="smoke test: few frames, the runtime default's threads and infer_every, one extra pair, "
+                             "one memory probe, no fer, no install size")
     parser.add_argument("--throughput-only", action="store_true",
                         help="measure decode-only and the pipeline runs only (no fer, no memory probe, no install size)")
     parser.add_argument("--out", default=str(RESULTS / "face_pipeline.json"))
@@ -521,8 +571,13 @@ def main(argv=None) -> int:
     if not (models / "emotion.int8.tflite.json").is_file():
         raise SystemExit(f"{models} holds no exported face models: run `emotion-export face --out {models}` "
                          "or pass --models")
-    if args.quick:
-        args.frames, args.warmup, args.threads, args.infer_every = min(args.frames, 20), 3, "1", "2"
+    default = FaceConfig()
+    default_key = (default.emotion, default.inference_threads(), default.infer_every)
+    if args.quick:  # the runtime default's threads and cadence, one extra pair
+        args.frames, args.warmup, args.repeats = min(args.frames, 20), 3, min(args.repeats, 1)
+        args.threads, args.infer_every = str(default_key[1]), str(default_key[2])
+    if args.repeats < 0:
+        raise SystemExit(f"--repeats must be 0 or more, not {args.repeats}")
     threads = [int(t) for t in args.threads.split(",")]
     intervals = [int(n) for n in args.infer_every.split(",")]
     video = Path(args.video) if args.video else build_video(
@@ -556,15 +611,26 @@ def main(argv=None) -> int:
                         load_before = os.getloadavg()[0]
                         run = pipeline_run(video, config, args.frames, args.warmup, broker.port, Path(tmp))
                         paired = [decode_only(video, args.frames, args.warmup)["fps"]]
+                        cpu_before = cpu_snapshot()
                         threaded = threaded_run(video, config, args.frames, args.warmup, broker.port, Path(tmp))
+                        cpu_after = cpu_snapshot()
                         paired.append(decode_only(video, args.frames, args.warmup)["fps"])
                         runs.append({"emotion": emotion, "detector": detector, "backend": backend, "threads": count,
                                      "infer_every": every, **run, "serial": run, "fps": threaded["fps"],
                                      "e2e_threaded": threaded,
                                      "decode_paired": {"fps": round(float(np.mean(paired)), 2), "runs": paired},
-                                     "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]})
+                                     "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+                                     "cpu_steal": steal_fraction(cpu_before, cpu_after)})
                         print(f"{emotion:<22}{backend:<12}{count} thr, infer_every {every}: serial {run['fps']:.1f} "
                               f"fps, e2e (threaded source) {threaded['fps']:.1f} fps", flush=True)
+            default_runs = [r for r in runs if (r["emotion"], r["threads"], r["infer_every"]) == default_key]
+            repeats = []
+            if default_runs and args.repeats:
+                first = default_runs[0]
+                config = face_config(models, first["emotion"], first["detector"], first["backend"], first["threads"],
+                                     first["infer_every"])
+                repeats = repeated_pairs(video, config, args.repeats, args.frames, args.warmup, broker.port,
+                                         Path(tmp))
         finally:
             broker.stop()
     result["runs"] = runs
@@ -591,9 +657,15 @@ def main(argv=None) -> int:
         result["runtime_install"] = runtime_install_size()
 
     best = max(runs, key=lambda r: r["fps"])
-    default = FaceConfig()
-    default_runs = [r for r in runs if (r["emotion"], r["threads"], r["infer_every"]) ==
-                    (default.emotion, default.inference_threads(), default.infer_every)]
+    chosen = None
+    if default_runs:
+        first = default_runs[0]
+        pairs = [{"e2e_fps": first["fps"], "decode_fps": first["decode_paired"]["fps"],
+                  "ratio": first["bars"]["decode"]["ratio"], "cpu_steal": first["cpu_steal"]}] + repeats
+        median = round(float(np.median([pair["ratio"] for pair in pairs])), 3)
+        chosen = {"emotion": first["emotion"], "threads": first["threads"], "infer_every": first["infer_every"],
+                  "e2e_fps": first["fps"], "bars": first["bars"], "paired_runs": pairs,
+                  "median_ratio": median, "median_pass": median >= DECODE_BAR}
     result["summary"] = {
         "decode_only_fps": result["decode_only"]["fps"],
         "best_run": f"{best['emotion']} {best['threads']} thr infer_every {best['infer_every']}",
@@ -601,21 +673,18 @@ def main(argv=None) -> int:
         "fer_keras_fps": result["fer"].get("keras", {}).get("fps") if result["fer"].get("available") else None,
         "fer_tflite_fps": result["fer"].get("tflite", {}).get("fps") if result["fer"].get("available") else None,
         "all_pass_decode_bar": all(r["bars"]["decode"]["pass"] for r in runs),
-        "runtime_default": ({"emotion": default_runs[0]["emotion"], "threads": default_runs[0]["threads"],
-                             "infer_every": default_runs[0]["infer_every"], "e2e_fps": default_runs[0]["fps"],
-                             "bars": default_runs[0]["bars"]} if default_runs else None),
+        "runtime_default": chosen,
         "all_pass_fer_bar": (all(r["bars"]["fer_keras"]["pass"] for r in runs)
                              if result["fer"].get("available") and "fps" in result["fer"].get("keras", {})
                              else None),
     }
     write_json_atomic(Path(args.out), result)
     print_table(result)
-    chosen = result["summary"]["runtime_default"]
     if chosen:
-        decode = chosen["bars"]["decode"]
+        ratios = ", ".join(f"{pair['ratio']:.1%} (steal {percent(pair['cpu_steal'])})" for pair in chosen["paired_runs"])
         print(f"runtime default on this machine ({chosen['emotion']}, {chosen['threads']} thread(s), infer_every "
-              f"{chosen['infer_every']}): {chosen['e2e_fps']:.1f} fps = {decode['ratio']:.1%} of decode-only: "
-              f"{verdict(decode['pass'])}")
+              f"{chosen['infer_every']}): e2e / decode-only over {len(chosen['paired_runs'])} paired runs {ratios}; "
+              f"median {chosen['median_ratio']:.1%}: {verdict(chosen['median_pass'])}")
     else:
         print("the runtime default configuration was not among the runs (see --threads / --infer-every)")
     print(f"\nwrote {args.out}")

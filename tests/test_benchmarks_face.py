@@ -46,3 +46,12 @@ def test_face_benchmark_quick_writes_complete_json(face_models, tmp_path):
     assert memory["tensorflow_imported"] is False and memory["torch_imported"] is False
     assert result["summary"]["best_fps"] == max(run["fps"] for run in result["runs"])
     assert "fer: NOT MEASURED" in done.stdout
+
+    chosen = result["summary"]["runtime_default"]  # --quick runs the runtime default's threads and cadence
+    assert chosen is not None and chosen["emotion"] == "emotion.int8.tflite"
+    pairs = chosen["paired_runs"]  # the sweep's own pair plus --repeats (1 under --quick)
+    assert len(pairs) == 2 and all(pair["e2e_fps"] > 0 and pair["decode_fps"] > 0 for pair in pairs)
+    assert pairs[1]["ratio"] == round(pairs[1]["e2e_fps"] / pairs[1]["decode_fps"], 3)
+    assert chosen["median_ratio"] == round((pairs[0]["ratio"] + pairs[1]["ratio"]) / 2, 3)
+    assert chosen["median_pass"] == (chosen["median_ratio"] >= 0.6)
+    assert f"median {chosen['median_ratio']:.1%}" in done.stdout
