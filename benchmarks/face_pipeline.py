@@ -68,7 +68,7 @@ ARTIFACTS = [
     ("emotion.fp32.onnx", "detector.fp32.onnx", "onnxruntime"),
 ]
 DECODE_BAR, FER_BAR = 0.6, 10.0
-STEAL_WARNING = 0.10  # above this share of stolen CPU time the table warns that the host, not the code, moved the rates
+STEAL_WARNING = 0.10  # above this share of stolen CPU time the table warns that other guests shared the cores
 
 
 class LoopingVideo:
@@ -260,23 +260,22 @@ def threaded_run(video: Path, config: FaceConfig, frames: int, warmup: int, port
             "events": events}
 
 
-def repeated_pairs(video: Path, config: FaceConfig, repeats: int, frames: int, warmup: int, port: int,
-                   workdir: Path) -> list[dict]:
-    """More (decode-only, threaded e2e, decode-only) triples of one configuration.
+def paired_run(video: Path, config: FaceConfig, frames: int, warmup: int, port: int, workdir: Path) -> dict:
+    """A threaded e2e loop between two decode-only loops, so the 60% bar compares rates under the same host
+    load, plus the CPU the hypervisor stole during the e2e loop."""
+    before = decode_only(video, frames, warmup)["fps"]
+    cpu_before = cpu_snapshot()
+    threaded = threaded_run(video, config, frames, warmup, port, workdir)
+    cpu_after = cpu_snapshot()
+    after = decode_only(video, frames, warmup)["fps"]
+    return {"e2e_threaded": threaded, "decode_paired": {"fps": round((before + after) / 2, 2), "runs": [before, after]},
+            "cpu_steal": steal_fraction(cpu_before, cpu_after)}
 
-    One sub-second e2e loop on a shared VM swings by 15 points of the ratio from run to run, so the
-    runtime default's verdict is the median over several pairs rather than one draw."""
-    samples = []
-    for _ in range(repeats):
-        before = decode_only(video, frames, warmup)["fps"]
-        cpu_before = cpu_snapshot()
-        e2e = threaded_run(video, config, frames, warmup, port, workdir)["fps"]
-        cpu_after = cpu_snapshot()
-        after = decode_only(video, frames, warmup)["fps"]
-        floor = round((before + after) / 2, 2)
-        samples.append({"e2e_fps": e2e, "decode_fps": floor, "ratio": round(e2e / floor, 3),
-                        "cpu_steal": steal_fraction(cpu_before, cpu_after)})
-    return samples
+
+def pair_summary(paired: dict) -> dict:
+    """One pair's e2e rate, decode-only floor, their ratio and the steal, as the runtime default's verdict uses them."""
+    e2e, floor = paired["e2e_threaded"]["fps"], paired["decode_paired"]["fps"]
+    return {"e2e_fps": e2e, "decode_fps": floor, "ratio": round(e2e / floor, 3), "cpu_steal": paired["cpu_steal"]}
 
 
 def pipeline_run(video: Path, config: FaceConfig, frames: int, warmup: int, port: int, workdir: Path) -> dict:
@@ -488,7 +487,8 @@ def print_table(result: dict) -> None:
           f"after the runs; fresh process {floor['fresh_process_fps']:.1f}); the camera source alone delivers "
           f"{result['camera_source_only']['fps']:.1f} fps")
     head = (f"{'emotion artifact':<22}{'backend':<12}{'thr':>4}{'N':>3}{'e2e fps':>9}{'serial':>8}{'decode':>8}{'detect':>8}"
-            f"{'classify':>9}{'other':>7}{'publish':>8}{'faces/f':>8}{'load':>6}{'steal':>7}{'pair dec':>9}{'ratio':>7}  "
+            f"{'classify':>9}{'other':>7}{'publish':>8}{'faces/f':>8}{'load':>6}{'steal':>7}{'pair dec':>9}"
+            f"{'ratio':>7}  "
             f"{'>=60% dec':<10}{'>=10x fer':<10}")
     print(head)
     print("-" * len(head))
@@ -503,7 +503,8 @@ def print_table(result: dict) -> None:
               f"{verdict(run['bars']['decode']['pass']):<10}{verdict(run['bars']['fer_keras']['pass']):<10}")
     print("(N: face.infer_every; e2e fps: frames processed per second with the runtime's threaded camera source, "
           "bars judged on it;\n serial/stage columns: one thread doing decode -> pipeline -> publish, mean ms per "
-          "frame; load: highest 1-min load average; steal: CPU time the hypervisor gave other guests during the e2e loop;\n pair dec: decode-only fps measured right before and right "
+          "frame; load: highest 1-min load average; steal: CPU time the hypervisor gave other guests during the "
+          "e2e loop;\n pair dec: decode-only fps measured right before and right "
           "after this run's e2e loop (mean), the floor the 60% bar and ratio use, so both see the same host load)")
     steals = [run["cpu_steal"] for run in result["runs"] if run.get("cpu_steal") is not None]
     if steals and max(steals) > STEAL_WARNING:
@@ -610,27 +611,21 @@ def main(argv=None) -> int:
                         config = face_config(models, emotion, detector, backend, count, every)
                         load_before = os.getloadavg()[0]
                         run = pipeline_run(video, config, args.frames, args.warmup, broker.port, Path(tmp))
-                        paired = [decode_only(video, args.frames, args.warmup)["fps"]]
-                        cpu_before = cpu_snapshot()
-                        threaded = threaded_run(video, config, args.frames, args.warmup, broker.port, Path(tmp))
-                        cpu_after = cpu_snapshot()
-                        paired.append(decode_only(video, args.frames, args.warmup)["fps"])
+                        paired = paired_run(video, config, args.frames, args.warmup, broker.port, Path(tmp))
                         runs.append({"emotion": emotion, "detector": detector, "backend": backend, "threads": count,
-                                     "infer_every": every, **run, "serial": run, "fps": threaded["fps"],
-                                     "e2e_threaded": threaded,
-                                     "decode_paired": {"fps": round(float(np.mean(paired)), 2), "runs": paired},
-                                     "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-                                     "cpu_steal": steal_fraction(cpu_before, cpu_after)})
+                                     "infer_every": every, **run, "serial": run, "fps": paired["e2e_threaded"]["fps"],
+                                     **paired, "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]})
                         print(f"{emotion:<22}{backend:<12}{count} thr, infer_every {every}: serial {run['fps']:.1f} "
-                              f"fps, e2e (threaded source) {threaded['fps']:.1f} fps", flush=True)
+                              f"fps, e2e (threaded source) {paired['e2e_threaded']['fps']:.1f} fps", flush=True)
             default_runs = [r for r in runs if (r["emotion"], r["threads"], r["infer_every"]) == default_key]
             repeats = []
             if default_runs and args.repeats:
                 first = default_runs[0]
                 config = face_config(models, first["emotion"], first["detector"], first["backend"], first["threads"],
                                      first["infer_every"])
-                repeats = repeated_pairs(video, config, args.repeats, args.frames, args.warmup, broker.port,
-                                         Path(tmp))
+                # one sub-second e2e loop swings by 15 points here, so the default is judged on a median
+                repeats = [paired_run(video, config, args.frames, args.warmup, broker.port, Path(tmp))
+                           for _ in range(args.repeats)]
         finally:
             broker.stop()
     result["runs"] = runs
@@ -660,8 +655,7 @@ def main(argv=None) -> int:
     chosen = None
     if default_runs:
         first = default_runs[0]
-        pairs = [{"e2e_fps": first["fps"], "decode_fps": first["decode_paired"]["fps"],
-                  "ratio": first["bars"]["decode"]["ratio"], "cpu_steal": first["cpu_steal"]}] + repeats
+        pairs = [pair_summary(paired) for paired in [first, *repeats]]
         median = round(float(np.median([pair["ratio"] for pair in pairs])), 3)
         chosen = {"emotion": first["emotion"], "threads": first["threads"], "infer_every": first["infer_every"],
                   "e2e_fps": first["fps"], "bars": first["bars"], "paired_runs": pairs,
@@ -681,7 +675,8 @@ def main(argv=None) -> int:
     write_json_atomic(Path(args.out), result)
     print_table(result)
     if chosen:
-        ratios = ", ".join(f"{pair['ratio']:.1%} (steal {percent(pair['cpu_steal'])})" for pair in chosen["paired_runs"])
+        ratios = ", ".join(f"{pair['ratio']:.1%} (steal {percent(pair['cpu_steal'])})"
+                           for pair in chosen["paired_runs"])
         print(f"runtime default on this machine ({chosen['emotion']}, {chosen['threads']} thread(s), infer_every "
               f"{chosen['infer_every']}): e2e / decode-only over {len(chosen['paired_runs'])} paired runs {ratios}; "
               f"median {chosen['median_ratio']:.1%}: {verdict(chosen['median_pass'])}")
