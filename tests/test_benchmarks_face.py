@@ -25,6 +25,10 @@ def test_face_benchmark_quick_writes_complete_json(face_models, tmp_path):
     assert result["quick"] is True
     assert result["video"]["width"] == 640 and result["video"]["height"] == 480
     assert result["decode_only"]["fps"] > 0
+    for run in result["decode_only"]["runs"]:  # the floor is the faster of OpenCV's default threads and one thread
+        rates = run["fps_by_cv2_threads"]
+        assert "1" in rates and len(rates) == len({"1", str(run["cv2_threads"])} | set(rates))
+        assert run["fps"] == max(rates.values()) == rates[str(run["cv2_threads"])]
 
     assert {run["emotion"] for run in result["runs"]} == ARTIFACTS
     for run in result["runs"]:
