@@ -160,3 +160,75 @@ def folder_faces(folder: Path, detector: FaceDetector, seed: int = 0, augmentati
         half = len(only) // 2
         calibration, validation = only[:half] or only, only[half:] or only
     return FaceSet(calibration, validation, f"faces detected in {len(images)} photos of {folder}")
+
+
+CALIBRATION_BACKDROPS = ("coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "brick",
+                         "grass", "moon", "page")
+CHECK_BACKDROPS = ("retina", "gravel", "coins", "colorwheel", "clock")
+
+
+def _backdrop(name: str, rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A random 4:3 window of one scikit-image photo, scaled to width x height RGB."""
+    import cv2
+    from skimage import data
+
+    image = getattr(data, name)()
+    image = np.stack([image] * 3, axis=-1) if image.ndim == 2 else image[..., :3]
+    rows, cols = image.shape[:2]
+    crop_w = int(min(cols, rows * 4 / 3) * rng.uniform(0.6, 1.0))
+    crop_h = int(crop_w * 3 / 4)
+    x, y = rng.integers(0, cols - crop_w + 1), rng.integers(0, rows - crop_h + 1)
+    return cv2.resize(np.ascontiguousarray(image[y:y + crop_h, x:x + crop_w]), (width, height),
+                      interpolation=cv2.INTER_AREA)
+
+
+def _face_scene(backdrop: np.ndarray, faces: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """`backdrop` with each face pasted at a random size (60 to 220 px) and place."""
+    import cv2
+
+    scene = backdrop.copy()
+    height, width = scene.shape[:2]
+    for face in faces:
+        side = int(rng.integers(60, 221))
+        patch = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
+        patch = np.stack([patch] * 3, axis=-1) if patch.ndim == 2 else patch
+        x, y = int(rng.integers(0, width - side)), int(rng.integers(0, height - side))
+        scene[y:y + side, x:x + side] = patch
+    return scene
+
+
+def detector_scenes(seed: int = 0, count: int = 48) -> tuple[list[np.ndarray], list[np.ndarray], str]:
+    """640x480 RGB scenes to calibrate the int8 detector on, and others to check it on, sharing no photo.
+
+    Calibration: the even-numbered LFW-subset faces pasted (zero to three at a time) on windows of
+    scikit-image photos without faces. Check: the built-in demo video's frames (the astronaut and
+    cameraman faces), those two photos and their mirror images, and the odd-numbered LFW faces on
+    other backdrops.
+    """
+    from skimage import data
+
+    from edge.demo import HEIGHT, WIDTH, frames
+
+    rng = np.random.default_rng(seed)
+    lfw = (data.lfw_subset()[:100] * 255).round().astype(np.uint8)
+    calibration_faces, check_faces = lfw[0::2], lfw[1::2]
+
+    def scenes(backdrops: tuple[str, ...], faces: np.ndarray, total: int) -> list[np.ndarray]:
+        built = []
+        for index in range(total):
+            backdrop = _backdrop(backdrops[index % len(backdrops)], rng, WIDTH, HEIGHT)
+            chosen = rng.choice(len(faces), size=index % 4, replace=False)
+            built.append(_face_scene(backdrop, [faces[i] for i in chosen], rng))
+        return built
+
+    calibration = scenes(CALIBRATION_BACKDROPS, calibration_faces, count)
+    check = list(frames())[::2]
+    for name in ("astronaut", "camera"):
+        image = getattr(data, name)()
+        rgb = np.stack([image] * 3, axis=-1) if image.ndim == 2 else image
+        check += [rgb, np.ascontiguousarray(rgb[:, ::-1])]
+    check += scenes(CHECK_BACKDROPS, check_faces, count // 2)
+    description = (f"calibration: {len(calibration)} scenes of the even LFW-subset faces on face-free scikit-image "
+                   f"photos; check: {len(check)} images (every 2nd demo video frame, the astronaut and cameraman "
+                   f"photos and mirror images, odd LFW faces on other photos)")
+    return calibration, check, description

@@ -20,7 +20,7 @@ from .conftest import ROOT
 
 EMOTION_ARTIFACTS = ["emotion.fp32.tflite", "emotion.fp16.tflite", "emotion.int8.tflite",
                      "emotion.fp32.onnx", "emotion.int8.onnx"]
-DETECTOR_ARTIFACTS = ["detector.fp32.tflite", "detector.fp32.onnx"]
+DETECTOR_ARTIFACTS = ["detector.fp32.tflite", "detector.fp32.onnx", "detector.int8.tflite"]
 FER_LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
 
@@ -82,6 +82,54 @@ def test_int8_tflite_is_integer_end_to_end(face_models):
     assert weight_types == {np.int8}, weight_types
 
 
+def test_int8_detector_is_integer_end_to_end(face_models):
+    from ai_edge_litert.interpreter import Interpreter
+
+    manifest = load_manifest(face_models / "detector.int8.tflite")
+    assert [item["dtype"] for item in manifest.data["inputs"] + manifest.data["outputs"]] == ["int8"] * 3
+    assert manifest.data["model_id"] == load_manifest(face_models / "detector.fp32.tflite").model_id
+    assert manifest.data["quantization"]["graph_rebuild_max_abs_difference"] <= 1e-3
+    interpreter = Interpreter(model_path=str(face_models / "detector.int8.tflite"))
+    kernels = {d["dtype"] for d in interpreter.get_tensor_details() if len(d["shape"]) == 4 and d["shape"][0] > 1}
+    assert kernels == {np.int8}, kernels
+
+
+def test_int8_detector_finds_the_published_detectors_faces(face_models):
+    """A fresh measurement on the held-out check images agrees with the report, and the bars pass."""
+    from export.face import detection_agreement
+    from export.facedata import detector_scenes
+
+    _, check, _ = detector_scenes()
+    published = FaceDetector(open_model(face_models / "detector.fp32.tflite"))
+    int8 = FaceDetector(open_model(face_models / "detector.int8.tflite"))
+    figures = detection_agreement([published.detect(image) for image in check], [int8.detect(image) for image in check])
+    parity = load_manifest(face_models / "detector.int8.tflite").data["parity"]
+    for key in ("faces_reference", "faces", "matched", "recall_vs_reference", "precision_vs_reference"):
+        assert figures[key] == parity[key], key
+    assert figures["faces_reference"] >= 150  # the demo frames alone hold ~190 faces
+    assert figures["recall_vs_reference"] >= 0.98 and figures["precision_vs_reference"] >= 0.95, figures
+    assert figures["iou_median"] >= 0.85, figures
+    bars = json.loads((face_models / "parity.json").read_text())["bars"]
+    detector_bars = [bar for bar in bars if bar["bar"].startswith("int8 detector")]
+    assert len(detector_bars) == 2 and all(bar["passed"] for bar in detector_bars), detector_bars
+
+
+def test_graph_rebuild_refuses_an_op_it_does_not_know(tmp_path):
+    import tensorflow as tf
+
+    from export import tflite_graph
+    from export.errors import ExportError
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
+    def squash(x):
+        return tf.math.tanh(x)
+
+    path = tmp_path / "tanh.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([squash.get_concrete_function()], squash).convert())
+    with pytest.raises(ExportError, match="TANH"):
+        tflite_graph.rebuild(path)
+
+
 def test_onnx_int8_is_qdq_with_symmetric_quantization(face_models):
     import onnx
     from onnx import numpy_helper
@@ -136,7 +184,7 @@ def test_smiling_astronaut_is_happy(face_models, name):
     from skimage import data
 
     image = data.astronaut()
-    detector = FaceDetector(open_model(face_models / "detector.fp32.tflite"))
+    detector = FaceDetector(open_model(face_models / "detector.int8.tflite"))  # the runtime's default
     faces = detector.detect(image)
     assert len(faces) == 1
     model = open_model(face_models / name)
@@ -154,6 +202,9 @@ def test_onnx_detector_finds_the_same_faces(face_models):
         boxes[name] = np.array([face.box for face in faces])
     assert boxes[DETECTOR_ARTIFACTS[0]].shape == (1, 4)
     assert np.abs(boxes[DETECTOR_ARTIFACTS[0]] - boxes[DETECTOR_ARTIFACTS[1]]).max() < 2.0
+    # int8 boxes move by a few pixels (one output level is ~1.4 input pixels; the face is ~100 px wide)
+    assert boxes[DETECTOR_ARTIFACTS[2]].shape == (1, 4)
+    assert np.abs(boxes[DETECTOR_ARTIFACTS[0]] - boxes[DETECTOR_ARTIFACTS[2]]).max() < 8.0
 
 
 def test_corrupted_artifact_is_refused(face_models, tmp_path):
