@@ -100,7 +100,7 @@ def photos() -> dict[str, np.ndarray]:
     return out
 
 
-@pytest.mark.parametrize("artifact", ["detector.fp32.tflite", "detector.fp32.onnx"])
+@pytest.mark.parametrize("artifact", ["detector.fp32.tflite", "detector.fp32.onnx", "detector.int8.tflite"])
 @pytest.mark.parametrize("settings", [{}, {"min_face_size": 40, "max_faces": 3},
                                       {"score_threshold": 0.2, "iou_threshold": 0.5}])
 def test_detector_matches_the_reference_decoding_on_real_photos(face_models, artifact, settings):
@@ -143,6 +143,23 @@ def test_letterbox_is_identical_to_cv2_area_resize(face_models, shape):
         expected, ref_side, ref_pad_x, ref_pad_y = reference_letterbox(image, detector.input_size)
         np.testing.assert_array_equal(tensor, expected)
         assert (side, pad_x, pad_y) == (ref_side, ref_pad_x, ref_pad_y)
+
+
+@pytest.mark.parametrize("shape", [(480, 640, 3), (720, 1280, 3), (100, 80, 3)])
+def test_int8_letterbox_is_the_quantized_float_letterbox(face_models, shape):
+    """The int8 detector's pixel table gives exactly what quantizing the float input would."""
+    from edge.backends.base import quantize
+
+    model = open_model(face_models / "detector.int8.tflite")
+    assert model.input_quantization is not None and model.input_quantization[2] == np.int8
+    detector = FaceDetector(model)
+    rng = np.random.default_rng(sum(shape))
+    for trial in range(4):
+        image = cv2.GaussianBlur(rng.integers(0, 256, shape, dtype=np.uint8), (0, 0), 1 + trial)
+        tensor = detector.preprocess(image)[0]
+        assert tensor.dtype == np.int8
+        np.testing.assert_array_equal(tensor, quantize(reference_letterbox(image, detector.input_size)[0],
+                                                       *model.input_quantization))
 
 
 def test_letterbox_padding_is_reset_when_the_frame_shape_changes(face_models):

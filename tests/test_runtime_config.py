@@ -9,6 +9,7 @@ import pytest
 from edge.config import build_config, defaults_toml, tomllib
 from edge.errors import EdgeError
 
+from .conftest import ROOT
 from .runtime_helpers import run_cli, toml_text
 
 
@@ -112,3 +113,20 @@ def test_face_threads_auto_leaves_a_core_for_the_camera():
     assert FaceConfig(threads=3).inference_threads() == 3
     with pytest.raises(EdgeError, match="face.threads"):
         FaceConfig(threads=-1).validate()
+
+
+@pytest.mark.parametrize("profile", sorted((ROOT / "firmware_config" / "profiles").glob("*.toml")),
+                         ids=lambda path: path.stem)
+def test_shipped_profiles_open_their_face_models(face_models, profile):
+    """Each device profile's face artifacts and backend fit together (the models path points at this export)."""
+    from edge.config import load_config
+    from edge.face.pipeline import FacePipeline
+
+    config = load_config(profile)
+    config.face.models = str(face_models)
+    pipeline = FacePipeline(config.face)
+    assert pipeline.detector.model.manifest.data["task"] == "face_detection"
+    assert pipeline.model.manifest.data["task"] == "face_emotion"
+    from skimage import data
+
+    assert len(pipeline.detector.detect(data.astronaut())) == 1

@@ -9,6 +9,7 @@ artifact they were given.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
@@ -24,6 +25,9 @@ class Backend(ABC):
         self.manifest = manifest
         self.threads = max(1, int(threads))
         self.input_shape: tuple[int, ...] = tuple(manifest.inputs[0].shape)
+        # (scale, zero point, integer dtype) where the model takes quantized input; run() passes a batch
+        # already of that dtype through unchanged, so a caller can quantize once (a lookup table for pixels)
+        self.input_quantization: tuple[float, int, np.dtype] | None = None
 
     @property
     def static_batch(self) -> int | None:
@@ -32,11 +36,14 @@ class Backend(ABC):
 
     @abstractmethod
     def _invoke(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Run one batch the model accepts as is; return float32 outputs in manifest order."""
+        """Run one batch the model accepts as is (float32, or already quantized); return float32 outputs in
+        manifest order."""
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """Run any number of samples, splitting into the model's static batch when it has one."""
-        batch = np.asarray(batch, dtype=np.float32)
+        quantization = self.input_quantization
+        quantized = quantization is not None and getattr(batch, "dtype", None) == quantization[2]
+        batch = np.asarray(batch) if quantized else np.asarray(batch, dtype=np.float32)
         expected = self.input_shape[1:]
         if tuple(batch.shape[1:]) != tuple(expected):
             raise ValueError(
@@ -70,3 +77,13 @@ def dequantize(values: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     result -= zero_point
     result *= scale
     return result
+
+
+def pixel_table(to_input: Callable[[np.ndarray], np.ndarray],
+                quantization: tuple[float, int, np.dtype] | None) -> np.ndarray | None:
+    """For a model with quantized input: the quantized input of each pixel value 0..255, i.e. exactly what
+    quantizing `to_input`'s float would give, so uint8 images become model input in one lookup (cv2.LUT).
+    None for a float-input model."""
+    if quantization is None:
+        return None
+    return quantize(to_input(np.arange(256, dtype=np.uint8)), *quantization)

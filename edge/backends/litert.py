@@ -50,13 +50,14 @@ class LiteRTBackend(Backend):
         self._input_layout = tuple(int(v) for v in detail["shape"])
         self._input_dtype = np.dtype(detail["dtype"])
         self._input_quant = detail["quantization"] if detail["quantization"][0] else None
+        self.input_quantization = (*self._input_quant, self._input_dtype) if self._input_quant else None
 
     def _invoke(self, batch: np.ndarray) -> list[np.ndarray]:
         if batch.shape != self._input_layout:
             self.interpreter.resize_tensor_input(self._input_index, batch.shape)
             self.interpreter.allocate_tensors()
             self._set_input(self.interpreter.get_input_details()[0])
-        if self._input_quant is not None:
+        if self._input_quant is not None and batch.dtype != self._input_dtype:
             data = quantize(batch, *self._input_quant, self._input_dtype)
         else:
             data = batch.astype(self._input_dtype, copy=False)

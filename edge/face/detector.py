@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backends.base import Backend
+from ..backends.base import Backend, pixel_table, quantize
 
 ANCHOR_OPTIONS = {
     # input size, strides of the feature maps, anchors per cell for each stride
@@ -93,6 +93,13 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, i
     return kept
 
 
+def to_model_range(pixels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 pixels -> the detector's [-1, 1] float input."""
+    out = np.multiply(pixels, np.float32(1 / 127.5), out=out, dtype=np.float32)
+    out -= np.float32(1.0)
+    return out
+
+
 def _logit(probability: float) -> float:
     return math.log(probability / (1.0 - probability))
 
@@ -115,7 +122,13 @@ class FaceDetector:
         # decoding only run on the few that can. The margin keeps the exact float64 test the final word.
         self._logit_floor = _logit(score_threshold) - 1e-3 if 0.0 < score_threshold < 1.0 else -math.inf
         size = self.input_size
-        self._input = np.full((1, size, size, 3), -1.0, dtype=np.float32)  # padding stays -1 between frames
+        # An int8 model's input is written straight from the uint8 pixels through a 256-entry table that
+        # holds, per pixel value, exactly what quantizing the float path's value gives (no float frame).
+        quantization = model.input_quantization
+        self._table = pixel_table(to_model_range, quantization)
+        self._padding = -1.0 if quantization is None else quantize(np.float32([-1.0]), *quantization)[0]
+        dtype = np.float32 if quantization is None else quantization[2]
+        self._input = np.full((1, size, size, 3), self._padding, dtype=dtype)  # padding stays between frames
         self._layout: tuple | None = None  # letterbox geometry of the last frame shape
 
     def _geometry(self, height: int, width: int) -> tuple:
@@ -132,14 +145,14 @@ class FaceDetector:
         return (height, width, new_w, new_h, top, left, float(side), left * side / size, top * side / size, box)
 
     def _letterbox(self, rgb: np.ndarray) -> tuple[np.ndarray, float, float, float]:
-        """Write the letterboxed, [-1, 1]-scaled frame into the reusable input buffer."""
+        """Write the letterboxed, [-1, 1]-scaled (or quantized) frame into the reusable input buffer."""
         import cv2
 
         height, width = rgb.shape[:2]
         layout = self._layout
         if layout is None or layout[0] != height or layout[1] != width:
             layout = self._layout = self._geometry(height, width)
-            self._input.fill(-1.0)
+            self._input.fill(self._padding)
         _, _, new_w, new_h, top, left, side, pad_x, pad_y, box = layout
         if box:
             half = box // 2
@@ -148,8 +161,10 @@ class FaceDetector:
             interpolation = cv2.INTER_AREA if side > self.input_size else cv2.INTER_LINEAR
             small = cv2.resize(rgb, (new_w, new_h), interpolation=interpolation)
         region = self._input[0, top:top + new_h, left:left + new_w]
-        np.multiply(small, np.float32(1 / 127.5), out=region, dtype=np.float32)
-        region -= np.float32(1.0)
+        if self._table is not None:
+            region[...] = cv2.LUT(small, self._table)
+        else:
+            to_model_range(small, out=region)
         return self._input, side, pad_x, pad_y
 
     def preprocess(self, rgb: np.ndarray) -> tuple[np.ndarray, float, int, int]:

@@ -18,11 +18,12 @@ import numpy as np
 
 from ..affect import valence_arousal
 from ..backends import open_model
+from ..backends.base import pixel_table
 from ..errors import EdgeError
 from ..events import Event, utc_timestamp
 from ..smoothing import SmootherBank, SmoothingConfig
 from .detector import FaceDetector, square_crop_box
-from .preprocess import crops_to_batch
+from .preprocess import crops_to_batch, to_input_range
 from .tracker import FaceTracker, TrackerConfig
 
 
@@ -30,7 +31,9 @@ from .tracker import FaceTracker, TrackerConfig
 class FaceConfig:
     enabled: bool = True  # run the face modality
     models: str = "models/face"  # model directory written by `emotion-export face`
-    detector: str = "detector.fp32.tflite"  # detector artifact in `models`
+    # detector artifact in `models`: the int8 copy of BlazeFace (int8 kernels, ARM's fast path; checked against
+    # the published model at export), or "detector.fp32.tflite" / "detector.fp32.onnx" for the published float one
+    detector: str = "detector.int8.tflite"
     emotion: str = "emotion.int8.tflite"  # emotion artifact in `models` (any .tflite or .onnx the export wrote)
     backend: str = "auto"  # "auto" (by artifact format), "litert", "onnxruntime" or "tensorrt" (Jetson, .onnx)
     # inference threads per model; 0 = auto: one fewer than the CPU cores, at most 2 (the camera decodes on a
@@ -100,6 +103,9 @@ class FacePipeline:
             raise EdgeError(f"face.emotion = {config.emotion!r} is a {manifest.data['task']} model, not face_emotion")
         self.labels = manifest.labels
         self.preprocessing = manifest.preprocessing
+        # an int8 emotion model gets its crops through a lookup table, never as floats
+        self._crop_table = pixel_table(lambda pixels: to_input_range(pixels, self.preprocessing),
+                                       self.model.input_quantization)
         self.model_info = {"id": manifest.model_id, "sha256": manifest.sha256, "estimator": "classifier"}
         self.tracker = FaceTracker(tracker)
         self.smoothers = SmootherBank(self.labels, smoothing)
@@ -144,7 +150,7 @@ class FacePipeline:
             for _, _, face in update.tracks:
                 x0, y0, x1, y1 = square_crop_box(face, image.shape, self.preprocessing["crop_margin"])
                 crops.append(image[y0:y1, x0:x1])
-            probs = self.model.predict(crops_to_batch(crops, self.preprocessing))
+            probs = self.model.predict(crops_to_batch(crops, self.preprocessing, self._crop_table))
         timings["classify"] = (time.perf_counter() - start) * 1000
         latency = lambda: (time.perf_counter() - received) * 1000  # noqa: E731
         events = []
