@@ -1,7 +1,8 @@
 """Face pipeline throughput on a 640x480 video with one to three faces, against decode-only and `fer`.
 
 For each emotion artifact / backend (int8 and fp32 TFLite on LiteRT, int8 and fp32 ONNX on ONNX
-Runtime; the detector runs on the same backend) and 1 and 2 inference threads, this process runs
+Runtime; the detector runs on the same backend, int8 beside the int8 TFLite emotion model as the runtime default
+has it, else the published float one) and 1 and 2 inference threads, this process runs
 the loop the device runs: decode a frame (cv2.VideoCapture.read + BGR->RGB), FacePipeline.process
 (detect, classify, plus tracking/smoothing/events as "other"), publish its events and state through
 MqttPublisher to a real mosquitto this script starts on a free loopback port. End-to-end fps =
@@ -64,7 +65,7 @@ FER_PACKAGES = ["tensorflow-cpu==2.21.0", "opencv-python<5", "requests", "Pillow
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 # (emotion artifact, detector artifact, backend)
 ARTIFACTS = [
-    ("emotion.int8.tflite", "detector.fp32.tflite", "litert"),
+    ("emotion.int8.tflite", "detector.int8.tflite", "litert"),
     ("emotion.fp32.tflite", "detector.fp32.tflite", "litert"),
     ("emotion.int8.onnx", "detector.fp32.onnx", "onnxruntime"),
     ("emotion.fp32.onnx", "detector.fp32.onnx", "onnxruntime"),
@@ -593,10 +594,10 @@ def main(argv=None) -> int:
         raise SystemExit(f"{models} holds no exported face models: run `emotion-export face --out {models}` "
                          "or pass --models")
     default = FaceConfig()
-    default_key = (default.emotion, default.inference_threads(), default.infer_every)
+    default_key = (default.emotion, default.detector, default.inference_threads(), default.infer_every)
     if args.quick:  # the runtime default's threads and cadence, one extra pair
         args.frames, args.warmup, args.repeats = min(args.frames, 20), 3, min(args.repeats, 1)
-        args.threads, args.infer_every = str(default_key[1]), str(default_key[2])
+        args.threads, args.infer_every = str(default_key[2]), str(default_key[3])
     if args.repeats < 0:
         raise SystemExit(f"--repeats must be 0 or more, not {args.repeats}")
     threads = [int(t) for t in args.threads.split(",")]
@@ -637,7 +638,8 @@ def main(argv=None) -> int:
                                      **paired, "loadavg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]})
                         print(f"{emotion:<22}{backend:<12}{count} thr, infer_every {every}: serial {run['fps']:.1f} "
                               f"fps, e2e (threaded source) {paired['e2e_threaded']['fps']:.1f} fps", flush=True)
-            default_runs = [r for r in runs if (r["emotion"], r["threads"], r["infer_every"]) == default_key]
+            default_runs = [r for r in runs
+                            if (r["emotion"], r["detector"], r["threads"], r["infer_every"]) == default_key]
             repeats = []
             if default_runs and args.repeats:
                 first = default_runs[0]
