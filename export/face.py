@@ -128,14 +128,13 @@ def export_detector(key: str, stage: Path, cache: Path | None) -> list[dict[str,
 
 def detection_agreement(reference: list[list], candidate: list[list], min_iou: float = 0.5) -> dict[str, Any]:
     """How well `candidate` detections reproduce `reference` ones, image by image (one-to-one by best IoU)."""
-    from edge.face.detector import iou_matrix
+    from edge.face.tracker import box_iou
 
     matched, ious, errors = 0, [], []
     for ref, cand in zip(reference, candidate):
         if not ref or not cand:
             continue
-        boxes = np.array([face.box for face in ref] + [face.box for face in cand], dtype=np.float64)
-        overlap = iou_matrix(boxes)[:len(ref), len(ref):]
+        overlap = box_iou(np.array([face.box for face in ref]), np.array([face.box for face in cand]))
         while overlap.size and overlap.max() >= min_iou:
             r, c = np.unravel_index(int(overlap.argmax()), overlap.shape)
             matched += 1
@@ -175,21 +174,21 @@ def export_detector_int8(fp32_tflite: Path, stage: Path) -> dict[str, Any]:
     convert.quiet_tensorflow()
     reference = FaceDetector(open_model(fp32_tflite))
     calibration, check, description = facedata.detector_scenes()
-    function, _, _ = tflite_graph.rebuild(fp32_tflite)
+    function = tflite_graph.rebuild(fp32_tflite)
     tensors = [reference.preprocess(image)[0] for image in calibration]
     difference = tflite_graph.max_output_difference(function, fp32_tflite, tensors[:8])
     if difference > 1e-3:
         raise ExportError(f"the rebuilt detector differs from {fp32_tflite.name} by {difference:.2g} (allowed 1e-3): "
                           "the graph rebuild does not match this model")
     path = stage / "detector.int8.tflite"
-    logits = [LOGIT_LIMIT if int(shape[-1]) == 1 else None for shape in (o.shape for o in function.get_concrete_function().outputs)]
-    path.write_bytes(tflite_graph.quantize_int8(tflite_graph.clip_outputs(function, logits), tensors))
+    outputs = function.get_concrete_function().outputs
+    limits = [LOGIT_LIMIT if int(output.shape[-1]) == 1 else None for output in outputs]  # the face logits
+    path.write_bytes(tflite_graph.quantize_int8(tflite_graph.clip_outputs(function, limits), tensors))
     published = json.loads(manifest_path(fp32_tflite).read_text())
     inputs, outputs = convert.tflite_io(path)
-    for item, meaning in zip(inputs + outputs, published["inputs"] + published["outputs"]):
-        item["layout"] = meaning.get("layout")
-        item["meaning"] = meaning.get("meaning")
-    inputs[0]["layout"] = "NHWC"
+    inputs[0]["layout"] = published["inputs"][0]["layout"]
+    for item in outputs:
+        item["meaning"] = published["outputs"][0]["meaning"]
     manifest = {
         **published, "precision": "int8", "inputs": inputs, "outputs": outputs,
         "artifact": {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size},

@@ -222,7 +222,7 @@ def detector_scenes(seed: int = 0, count: int = 48) -> tuple[list[np.ndarray], l
         return built
 
     calibration = scenes(CALIBRATION_BACKDROPS, calibration_faces, count)
-    check = list(frames())[::2]
+    check = [frame for index, frame in enumerate(frames()) if index % 2 == 0]
     for name in ("astronaut", "camera"):
         image = getattr(data, name)()
         rgb = np.stack([image] * 3, axis=-1) if image.ndim == 2 else image

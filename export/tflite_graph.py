@@ -20,8 +20,8 @@ _PADDING = {0: "SAME", 1: "VALID"}
 _TENSOR_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 4: np.int64}
 
 
-def rebuild(path: Path) -> tuple[Callable, list[int], list[str]]:
-    """(tf.function of the graph, input shape, output names) for a float TFLite model of supported ops."""
+def rebuild(path: Path) -> Callable:
+    """A tf.function of the graph of a float TFLite model made of supported ops."""
     import tensorflow as tf
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
@@ -52,8 +52,6 @@ def rebuild(path: Path) -> tuple[Callable, list[int], list[str]]:
         operators.append((name, list(op.inputs), list(op.outputs), op.builtinOptions))
     constants = {index: constant(index) for index in range(len(graph.tensors))}
     input_shape = [int(v) for v in graph.tensors[graph.inputs[0]].shape]
-    output_names = [graph.tensors[i].name.decode() if isinstance(graph.tensors[i].name, bytes)
-                    else str(graph.tensors[i].name) for i in graph.outputs]
 
     @tf.function(input_signature=[tf.TensorSpec(input_shape, tf.float32)])
     def function(image):
@@ -70,7 +68,7 @@ def rebuild(path: Path) -> tuple[Callable, list[int], list[str]]:
             values[outputs[0]] = _BUILDERS[name](tf, value, inputs, options, constants)
         return [values[index] for index in graph.outputs]
 
-    return function, input_shape, output_names
+    return function
 
 
 def _activation(tf, x, code: int):

@@ -125,7 +125,8 @@ def test_graph_rebuild_refuses_an_op_it_does_not_know(tmp_path):
         return tf.math.tanh(x)
 
     path = tmp_path / "tanh.tflite"
-    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([squash.get_concrete_function()], squash).convert())
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([squash.get_concrete_function()], squash)
+    path.write_bytes(converter.convert())
     with pytest.raises(ExportError, match="TANH"):
         tflite_graph.rebuild(path)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backends.base import Backend, pixel_table, quantize
+from ..backends.base import Backend, pixel_table
 
 ANCHOR_OPTIONS = {
     # input size, strides of the feature maps, anchors per cell for each stride
@@ -126,7 +126,7 @@ class FaceDetector:
         # holds, per pixel value, exactly what quantizing the float path's value gives (no float frame).
         quantization = model.input_quantization
         self._table = pixel_table(to_model_range, quantization)
-        self._padding = -1.0 if quantization is None else quantize(np.float32([-1.0]), *quantization)[0]
+        self._padding = -1.0 if self._table is None else self._table[0]  # pixel 0 is -1.0, the padding value
         dtype = np.float32 if quantization is None else quantization[2]
         self._input = np.full((1, size, size, 3), self._padding, dtype=dtype)  # padding stays between frames
         self._layout: tuple | None = None  # letterbox geometry of the last frame shape
