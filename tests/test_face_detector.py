@@ -206,3 +206,20 @@ def test_zero_area_box_does_not_stall_nms():
     keypoints = np.zeros((2, 6, 2), np.float32)
     kept = weighted_nms(boxes, keypoints, np.array([0.9, 0.8]), 0.3)
     assert [score for _, _, score in kept] == [0.9, 0.8]
+
+
+def test_int8_emotion_crops_are_the_quantized_float_crops(face_models):
+    """The pipeline's crop table gives exactly what quantizing the float crops would, for any crop size."""
+    from edge.backends.base import quantize
+    from edge.face.pipeline import FaceConfig, FacePipeline
+    from edge.face.preprocess import crops_to_batch
+
+    pipeline = FacePipeline(FaceConfig(models=str(face_models), emotion="emotion.int8.tflite"))
+    quantization = pipeline.model.input_quantization
+    assert quantization is not None and pipeline._crop_table is not None
+    rng = np.random.default_rng(5)
+    crops = [cv2.GaussianBlur(rng.integers(0, 256, (side, side, 3), dtype=np.uint8), (0, 0), 2)
+             for side in (40, 64, 151, 230)]
+    batch = crops_to_batch(crops, pipeline.preprocessing, pipeline._crop_table)
+    assert batch.dtype == np.int8 and batch.shape == (4, 64, 64, 1)
+    np.testing.assert_array_equal(batch, quantize(crops_to_batch(crops, pipeline.preprocessing), *quantization))
