@@ -57,3 +57,30 @@ def test_onnx_accepts_float64_and_views(face_models):
     wide = np.concatenate([batch, batch], axis=2)[:, :, ::2]  # a strided view, not contiguous
     np.testing.assert_array_equal(model.predict(wide), model.predict(np.ascontiguousarray(wide, np.float32)))
     assert expected.dtype == np.float32 and np.allclose(expected.sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_litert_runs_each_batch_size_in_one_call_on_an_interpreter_of_its_own(face_models):
+    """Faces come and go, so the batch size changes from frame to frame: each size gets its own
+    interpreter once (no re-planning per change), with outputs identical to one sample at a time."""
+    from edge.backends.base import MAX_PREPARED_SHAPES
+
+    path = face_models / "emotion.int8.tflite"
+    model = open_model(path, threads=1)
+    rng = np.random.default_rng(8)
+    for size in (1, 3, 2, 3, 1, 2):
+        batch = rng.uniform(-1, 1, (size, 64, 64, 1)).astype(np.float32)
+        np.testing.assert_array_equal(model.predict(batch), reference_tflite(path, batch))
+    assert sorted(shape[0] for shape in model._interpreters) == [1, 2, 3]
+    # Past the limit of prepared shapes a batch is split into the model's own batch size, still correct.
+    for size in range(4, 4 + MAX_PREPARED_SHAPES):
+        batch = rng.uniform(-1, 1, (size, 64, 64, 1)).astype(np.float32)
+        np.testing.assert_array_equal(model.predict(batch), reference_tflite(path, batch))
+    assert len(model._interpreters) == 1 + MAX_PREPARED_SHAPES
+
+
+def test_fixed_shape_onnx_model_refuses_other_shapes(face_models):
+    model = open_model(face_models / "detector.fp32.onnx", threads=1)
+    assert model.prepare(model.input_shape)
+    assert not model.prepare((1, 96, 128, 3))
+    with pytest.raises(ValueError, match="does not match"):
+        model.run(np.zeros((1, 96, 128, 3), np.float32))

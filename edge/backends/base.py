@@ -16,6 +16,8 @@ import numpy as np
 
 from ..manifest import Manifest
 
+MAX_PREPARED_SHAPES = 8  # extra input shapes one model keeps ready (batch sizes up to face.max_faces, a frame shape)
+
 
 class Backend(ABC):
     key: ClassVar[str]
@@ -28,6 +30,7 @@ class Backend(ABC):
         # (scale, zero point, integer dtype) where the model takes quantized input; run() passes a batch
         # already of that dtype through unchanged, so a caller can quantize once (a lookup table for pixels)
         self.input_quantization: tuple[float, int, np.dtype] | None = None
+        self._prepared: set[tuple[int, ...]] = set()  # input shapes besides input_shape that run() takes
 
     @property
     def static_batch(self) -> int | None:
@@ -39,11 +42,30 @@ class Backend(ABC):
         """Run one batch the model accepts as is (float32, or already quantized); return float32 outputs in
         manifest order."""
 
+    def prepare(self, shape: tuple[int, ...]) -> bool:
+        """Make run() take inputs of `shape` (another batch size, or another image size for a fully
+        convolutional model) where this backend can resize the model; False where it cannot, and the caller
+        keeps the manifest's shape. Backends that can override _resize."""
+        shape = tuple(int(v) for v in shape)
+        if shape == tuple(self.input_shape) or shape in self._prepared:
+            return True
+        if len(self._prepared) >= MAX_PREPARED_SHAPES or not self._resize(shape):
+            return False
+        self._prepared.add(shape)
+        return True
+
+    def _resize(self, shape: tuple[int, ...]) -> bool:
+        """Get the model ready for inputs of `shape`; True on success."""
+        return False
+
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Run any number of samples, splitting into the model's static batch when it has one."""
+        """Run any number of samples: in one call where the backend can take the whole batch, else split
+        into the model's static batch."""
         quantization = self.input_quantization
         quantized = quantization is not None and getattr(batch, "dtype", None) == quantization[2]
         batch = np.asarray(batch) if quantized else np.asarray(batch, dtype=np.float32)
+        if batch.shape in self._prepared:
+            return self._invoke(batch)
         expected = self.input_shape[1:]
         if tuple(batch.shape[1:]) != tuple(expected):
             raise ValueError(
@@ -51,7 +73,7 @@ class Backend(ABC):
                 f"model's {tuple(expected)}"
             )
         step = self.static_batch
-        if step is None or batch.shape[0] == step:
+        if step is None or batch.shape[0] == step or self.prepare(batch.shape):
             return self._invoke(batch)
         parts = [self._invoke(batch[i:i + step]) for i in range(0, batch.shape[0], step)]
         return [np.concatenate([part[k] for part in parts]) for k in range(len(parts[0]))]

@@ -31,9 +31,9 @@ class LiteRTBackend(Backend):
 
     def __init__(self, manifest: Manifest, threads: int = 1):
         super().__init__(manifest, threads)
-        interpreter_class = _interpreter_class()
+        self._interpreter_class = _interpreter_class()
         try:
-            self.interpreter = interpreter_class(model_path=str(manifest.artifact_path), num_threads=self.threads)
+            self.interpreter = self._interpreter_class(model_path=str(manifest.artifact_path), num_threads=self.threads)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise EdgeError(f"LiteRT cannot load {manifest.artifact_path}: {exc}") from None
@@ -42,29 +42,37 @@ class LiteRTBackend(Backend):
         self._outputs = ordered if ordered and all(ordered) else list(details.values())
         # (index, scale, zero point) per output, looked up once rather than per call
         self._output_quant = [(out["index"], *out["quantization"]) for out in self._outputs]
-        self._set_input(self.interpreter.get_input_details()[0])
-        self.input_shape = self._input_layout
-
-    def _set_input(self, detail: dict) -> None:
+        detail = self.interpreter.get_input_details()[0]
         self._input_index = detail["index"]
-        self._input_layout = tuple(int(v) for v in detail["shape"])
         self._input_dtype = np.dtype(detail["dtype"])
         self._input_quant = detail["quantization"] if detail["quantization"][0] else None
         self.input_quantization = (*self._input_quant, self._input_dtype) if self._input_quant else None
+        self.input_shape = tuple(int(v) for v in detail["shape"])
+        # one interpreter per input shape: resizing one interpreter back and forth would re-plan its
+        # memory (and XNNPACK's) on every change, e.g. each time the number of faces in a batch changes
+        self._interpreters = {self.input_shape: self.interpreter}
+
+    def _resize(self, shape: tuple[int, ...]) -> bool:
+        try:
+            interpreter = self._interpreter_class(model_path=str(self.manifest.artifact_path),
+                                                  num_threads=self.threads)
+            interpreter.resize_tensor_input(self._input_index, list(shape))
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError):
+            return False
+        self._interpreters[shape] = interpreter
+        return True
 
     def _invoke(self, batch: np.ndarray) -> list[np.ndarray]:
-        if batch.shape != self._input_layout:
-            self.interpreter.resize_tensor_input(self._input_index, batch.shape)
-            self.interpreter.allocate_tensors()
-            self._set_input(self.interpreter.get_input_details()[0])
+        interpreter = self._interpreters[batch.shape]
         if self._input_quant is not None and batch.dtype != self._input_dtype:
             data = quantize(batch, *self._input_quant, self._input_dtype)
         else:
             data = batch.astype(self._input_dtype, copy=False)
-        self.interpreter.set_tensor(self._input_index, data)
-        self.interpreter.invoke()
+        interpreter.set_tensor(self._input_index, data)
+        interpreter.invoke()
         results = []
         for index, scale, zero_point in self._output_quant:
-            raw = self.interpreter.get_tensor(index)  # already a copy the interpreter no longer touches
+            raw = interpreter.get_tensor(index)  # already a copy the interpreter no longer touches
             results.append(dequantize(raw, scale, zero_point) if scale else raw.astype(np.float32, copy=False))
         return results

@@ -38,6 +38,11 @@ class OnnxRuntimeBackend(Backend):
         wanted_names = [spec.name for spec in manifest.outputs]
         self._output_names = wanted_names if wanted_names and set(wanted_names) <= set(names) else names
 
+    def _resize(self, shape: tuple[int, ...]) -> bool:
+        """A session takes any size along the model's symbolic dimensions and no other."""
+        return len(shape) == len(self.input_shape) and all(
+            fixed in (-1, size) for fixed, size in zip(self.input_shape, shape))
+
     def _invoke(self, batch: np.ndarray) -> list[np.ndarray]:
         feed = {self._input_name: np.ascontiguousarray(batch, dtype=np.float32)}  # no copy when it already is
         return [np.asarray(out, dtype=np.float32) for out in self.session.run(self._output_names, feed)]
