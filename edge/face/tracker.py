@@ -13,7 +13,7 @@ import itertools
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -57,16 +57,17 @@ class TrackerConfig:
 
 @dataclass
 class _Track:
-    box: np.ndarray
+    box: Box
     payload: Any
     last_seen: float
     track_id: str | None = None  # None while still a candidate
     hits: int = 1
     missed: int = 0
-    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # box change per second
+    velocity: Box = (0.0, 0.0, 0.0, 0.0)  # box change per second
 
-    def predicted(self, t: float) -> np.ndarray:
-        return self.box + self.velocity * max(0.0, t - self.last_seen)
+    def predicted(self, t: float) -> Box:
+        dt = max(0.0, t - self.last_seen)
+        return tuple(b + v * dt for b, v in zip(self.box, self.velocity))
 
 
 @dataclass
@@ -91,20 +92,25 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
-def _greedy(scores: np.ndarray, accept, order_desc: bool) -> list[tuple[int, int]]:
-    """Best-first one-to-one pairs (row, col) whose score passes `accept`."""
-    if scores.size == 0:
-        return []
-    flat = np.argsort(-scores if order_desc else scores, axis=None, kind="stable")
+def _iou(a: Box, b: Box) -> float:
+    """box_iou for one pair, in plain floats: a frame has a few faces, where numpy's per-call cost dominates."""
+    inter = max(min(a[2], b[2]) - max(a[0], b[0]), 0.0) * max(min(a[3], b[3]) - max(a[1], b[1]), 0.0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / max(union, 1e-9) if union > 0 else 0.0
+
+
+def _greedy(scores: list[tuple[float, int, int]], accept, order_desc: bool) -> list[tuple[int, int]]:
+    """Best-first one-to-one pairs (row, col) of (score, row, col) entries whose score passes `accept`;
+    ties go to the earlier entry."""
     rows, cols, pairs = set(), set(), []
-    for r, c in zip(*np.unravel_index(flat, scores.shape)):
-        if not accept(scores[r, c]):
+    for score, r, c in sorted(scores, key=lambda entry: -entry[0] if order_desc else entry[0]):
+        if not accept(score):
             break
         if r in rows or c in cols:
             continue
         rows.add(r)
         cols.add(c)
-        pairs.append((int(r), int(c)))
+        pairs.append((r, c))
     return pairs
 
 
@@ -125,26 +131,29 @@ class FaceTracker:
         """Feed one frame's detections (x0, y0, x1, y1) with optional per-box payloads; `t` is the capture time."""
         cfg = self.config
         now = time.time() if t is None else float(t)
-        dets = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        boxes = [tuple(float(v) for v in box) for box in boxes]
+        if any(len(box) != 4 for box in boxes):
+            raise ValueError("each box needs 4 values: x0, y0, x1, y1")
         if payloads is None:
-            payloads = [None] * len(dets)
-        if len(payloads) != len(dets):
-            raise ValueError(f"{len(dets)} boxes but {len(payloads)} payloads")
-        valid = np.all(np.isfinite(dets), axis=1) & (dets[:, 2] > dets[:, 0]) & (dets[:, 3] > dets[:, 1])
-        keep = np.flatnonzero(valid)
-        dets, payloads = dets[keep], [payloads[i] for i in keep]
+            payloads = [None] * len(boxes)
+        if len(payloads) != len(boxes):
+            raise ValueError(f"{len(boxes)} boxes but {len(payloads)} payloads")
+        keep = [i for i, (x0, y0, x1, y1) in enumerate(boxes)
+                if all(map(math.isfinite, boxes[i])) and x1 > x0 and y1 > y0]
+        dets, payloads = [boxes[i] for i in keep], [payloads[i] for i in keep]
 
         matches = self._associate(dets, now)
         matched_tracks = {ti for ti, _ in matches}
         matched_dets = {di for _, di in matches}
         started, ended, output = [], [], []
 
+        alpha = cfg.velocity_alpha
         for ti, di in matches:
             track = self._tracks[ti]
             dt = now - track.last_seen
-            if dt > 0 and cfg.velocity_alpha > 0:
-                step = (dets[di] - track.box) / dt
-                track.velocity = (1 - cfg.velocity_alpha) * track.velocity + cfg.velocity_alpha * step
+            if dt > 0 and alpha > 0:
+                track.velocity = tuple((1 - alpha) * v + alpha * ((d - b) / dt)
+                                       for v, d, b in zip(track.velocity, dets[di], track.box))
             track.box, track.payload, track.last_seen = dets[di], payloads[di], now
             track.hits += 1
             track.missed = 0
@@ -170,7 +179,7 @@ class FaceTracker:
                 track.track_id = f"f{next(_track_ids)}"
                 started.append(track.track_id)
             if track.track_id is not None and track.missed == 0:
-                output.append((track.track_id, tuple(float(v) for v in track.box), track.payload))
+                output.append((track.track_id, track.box, track.payload))
         return TrackUpdate(tracks=output, started=started, ended=ended)
 
     def end_all(self) -> list[str]:
@@ -179,24 +188,28 @@ class FaceTracker:
         self._tracks = []
         return ended
 
-    def _associate(self, dets: np.ndarray, now: float) -> list[tuple[int, int]]:
-        if not self._tracks or not len(dets):
+    def _associate(self, dets: list[Box], now: float) -> list[tuple[int, int]]:
+        if not self._tracks or not dets:
             return []
         cfg = self.config
-        predicted = np.stack([track.predicted(now) for track in self._tracks])
+        predicted = [track.predicted(now) for track in self._tracks]
         # Established tracks win ties against candidates.
-        bonus = np.array([1e-6 if track.track_id is not None else 0.0 for track in self._tracks])
-        iou = box_iou(predicted, dets) + bonus[:, None]
+        iou = [(_iou(p, d) + (1e-6 if track.track_id is not None else 0.0), r, c)
+               for r, (p, track) in enumerate(zip(predicted, self._tracks)) for c, d in enumerate(dets)]
         matches = _greedy(iou, lambda s: s >= cfg.iou_threshold, order_desc=True)
-        rest_t = [i for i in range(len(self._tracks)) if i not in {m[0] for m in matches}]
-        rest_d = [j for j in range(len(dets)) if j not in {m[1] for m in matches}]
+        matched_t, matched_d = {m[0] for m in matches}, {m[1] for m in matches}
+        rest_t = [i for i in range(len(self._tracks)) if i not in matched_t]
+        rest_d = [j for j in range(len(dets)) if j not in matched_d]
         if rest_t and rest_d and cfg.max_centre_distance > 0:
-            p, d = predicted[rest_t], dets[rest_d]
-            centres_p = (p[:, :2] + p[:, 2:]) / 2
-            centres_d = (d[:, :2] + d[:, 2:]) / 2
-            diagonal = np.hypot(p[:, 2] - p[:, 0], p[:, 3] - p[:, 1])
-            offsets = np.linalg.norm(centres_p[:, None] - centres_d[None], axis=2)
-            distance = offsets / np.maximum(diagonal, 1e-9)[:, None]
+            distance = []
+            for r, ti in enumerate(rest_t):
+                p = predicted[ti]
+                cx, cy = (p[0] + p[2]) / 2, (p[1] + p[3]) / 2
+                diagonal = max(math.hypot(p[2] - p[0], p[3] - p[1]), 1e-9)
+                for c, di in enumerate(rest_d):
+                    d = dets[di]
+                    offset = math.hypot(cx - (d[0] + d[2]) / 2, cy - (d[1] + d[3]) / 2)
+                    distance.append((offset / diagonal, r, c))
             for r, c in _greedy(distance, lambda s: s <= cfg.max_centre_distance, order_desc=False):
                 matches.append((rest_t[r], rest_d[c]))
         return matches
