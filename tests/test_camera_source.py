@@ -140,6 +140,27 @@ def test_unpaced_file_runs_faster_than_its_fps_and_drops_nothing(tmp_path):
     assert elapsed < 1.5
 
 
+def test_frame_buffers_are_reused_once_released_and_never_while_held(tmp_path):
+    """Frames a consumer lets go of come back as buffers for new frames (no fresh allocation per frame);
+    frames it keeps are never written over (the test above keeps all 30 and identifies each)."""
+    refs = pan_frames(30)
+    path = write_mjpg(str(tmp_path / "reuse.avi"), refs, fps=10)
+    held = []
+    buffers = set()
+    with CameraSource(CameraConfig(source=path, on_end="stop", realtime=False, prefetch=2)) as source:
+        index = 0
+        while (frame := source.read(timeout=5.0)) is not None:
+            assert identify(frame.image, refs)[0] == index  # right content at the time it is read
+            buffers.add(frame.image.__array_interface__["data"][0])
+            if index % 10 == 0:
+                held.append((index, frame.image[10:50, 20:60]))  # a view, as a face crop is, keeps its frame
+            index += 1
+    assert index == 30
+    assert len(buffers) <= 2 + 3 + len(held)  # prefetch + 3 in rotation, plus the frames still held
+    crops = [ref[10:50, 20:60] for ref in refs]
+    assert [identify(crop, crops)[0] for _, crop in held] == [number for number, _ in held]  # not written over
+
+
 @pytest.mark.parametrize("prefetch", [1, 3])
 def test_unpaced_file_decodes_at_most_prefetch_frames_ahead(tmp_path, prefetch):
     refs = pan_frames(12)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -140,6 +141,36 @@ class _Pacer:
         self.count += 1
 
 
+class _FramePool:
+    """RGB frame buffers, each handed out again once nothing holds it any more.
+
+    A fresh ~900 KB array per 640x480 frame is freed on the consumer's thread into the capture thread's
+    malloc arena, which trims it and faults it in again: 40 to 60 page faults a frame in the threaded
+    benchmark, none with reuse. A buffer is reused only when its reference count says no queued Frame,
+    consumer or view of it (a face crop) still holds it, so a consumer may keep frames as long as it likes.
+    """
+
+    FREE = 3  # references to a buffer nobody else holds: the pool's list, the loop variable, getrefcount's argument
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._buffers: list[np.ndarray] = []
+
+    def convert(self, image: np.ndarray) -> np.ndarray:
+        """`image` from OpenCV (BGR, BGRA or gray) as RGB, in a free pooled buffer where there is one."""
+        shape = (*image.shape[:2], 3)
+        for buffer in self._buffers:
+            if buffer.shape == shape and sys.getrefcount(buffer) == self.FREE:
+                return _to_rgb(image, buffer)
+        if len(self._buffers) >= self.limit:
+            return _to_rgb(image)  # all held (a consumer keeping frames): a one-off buffer
+        if self._buffers and self._buffers[0].shape != shape:
+            self._buffers.clear()  # the input changed size: let the old buffers go
+        buffer = _to_rgb(image)
+        self._buffers.append(buffer)
+        return buffer
+
+
 class CameraSource(Source[Frame]):
     """Newest-frame capture from any OpenCV input, with reconnects and file looping."""
 
@@ -151,6 +182,7 @@ class CameraSource(Source[Frame]):
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
         self._slot: NewestSlot[Frame] | BoundedQueue[Frame] = NewestSlot()
+        self._pool = _FramePool(4)
         self._slot.close()
         self._reset_counters()
         self._state = STOPPED
@@ -192,6 +224,8 @@ class CameraSource(Source[Frame]):
         self._halt.clear()
         unpaced_file = self.kind == "file" and not cfg.realtime
         self._slot = BoundedQueue(cfg.prefetch) if unpaced_file else NewestSlot()
+        # enough buffers for the queued frames, the one being processed and the one being captured
+        self._pool = _FramePool((cfg.prefetch if unpaced_file else 1) + 3)
         self._reset_counters()
         self._state = STARTING
         self._thread = threading.Thread(target=self._run, args=(capture,), name=f"camera:{cfg.source}",
@@ -289,6 +323,7 @@ class CameraSource(Source[Frame]):
         video_time = None  # next unpaced-file frame's stamp; runs on across loops and reopens
         index = 0
         last_grab = None
+        decoded = None  # OpenCV's output buffer, decoded into again on the next read
         try:
             while not self._halt.is_set():
                 try:
@@ -314,14 +349,15 @@ class CameraSource(Source[Frame]):
                         pacer.wait()
                         if self._halt.is_set():
                             break
-                    ok, image = capture.read()
+                    ok, image = capture.read(decoded) if decoded is not None else capture.read()
                     if ok and image is not None and image.size:
+                        decoded = image
                         grabbed = time.time()
                         stamp = grabbed
                         if period is not None:
                             stamp = grabbed if video_time is None else video_time
                             video_time = stamp + period
-                        self._slot.put(Frame(_to_rgb(image), stamp, index))
+                        self._slot.put(Frame(self._pool.convert(image), stamp, index))
                         index += 1
                         if isinstance(self._slot, BoundedQueue):
                             # Unpaced file: decode ahead while frames are processed, at most `prefetch`
@@ -344,6 +380,7 @@ class CameraSource(Source[Frame]):
                         continue
                     capture.release()
                     capture = None
+                    decoded = None
                     if self.kind == "file" and frames_since_open > 0:
                         if cfg.on_end == "stop":
                             log.info("camera %s: end of file after %d frames", cfg.source, index)
@@ -369,9 +406,12 @@ class CameraSource(Source[Frame]):
                 capture.release()
 
 
-def _to_rgb(image: np.ndarray) -> np.ndarray:
+def _to_rgb(image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """OpenCV's BGR, BGRA or gray frame as RGB, written into `out` when given."""
     if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        code = cv2.COLOR_GRAY2RGB
+    elif image.shape[2] == 4:
+        code = cv2.COLOR_BGRA2RGB
+    else:
+        code = cv2.COLOR_BGR2RGB
+    return cv2.cvtColor(image, code) if out is None else cv2.cvtColor(image, code, dst=out)
