@@ -232,3 +232,18 @@ def detector_scenes(seed: int = 0, count: int = 48) -> tuple[list[np.ndarray], l
                    f"photos; check: {len(check)} images (every 2nd demo video frame, the astronaut and cameraman "
                    f"photos and mirror images, odd LFW faces on other photos)")
     return calibration, check, description
+
+
+def aspect_variants(images: list[np.ndarray]) -> list[np.ndarray]:
+    """`images` plus a 16:9 and a portrait (3:4) centre crop of each 4:3 one, so a detector that runs on an
+    input fitted to the frame shape is checked on the shapes cameras deliver, not only on 4:3."""
+    out = list(images)
+    for image in images:
+        height, width = image.shape[:2]
+        if width * 3 != height * 4:
+            continue
+        wide_h, tall_w = width * 9 // 16, height * 3 // 4
+        top, left = (height - wide_h) // 2, (width - tall_w) // 2
+        out.append(np.ascontiguousarray(image[top:top + wide_h]))
+        out.append(np.ascontiguousarray(image[:, left:left + tall_w]))
+    return out
