@@ -75,21 +75,30 @@ STEAL_WARNING = 0.10  # above this share of stolen CPU time the table warns that
 
 
 class LoopingVideo:
-    """Reads RGB frames from a video file, reopening it at the end so any frame count can be timed."""
+    """Reads RGB frames from a video file, reopening it at the end so any frame count can be timed.
+
+    Like the runtime's CameraSource it decodes into one reused buffer and converts into another, so the
+    decode-only floor gets the same allocation savings the camera gets; the returned frame is therefore
+    overwritten by the next read (every loop here is done with a frame before reading the next)."""
 
     def __init__(self, path: Path):
         self.path = str(path)
         self.capture = cv2.VideoCapture(self.path)
         if not self.capture.isOpened():
             raise SystemExit(f"OpenCV cannot open {self.path}")
+        self._bgr = self._rgb = None
 
     def read(self) -> np.ndarray:
         for _ in range(2):
-            ok, bgr = self.capture.read()
+            ok, bgr = self.capture.read(self._bgr) if self._bgr is not None else self.capture.read()
             if ok:
-                return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                self._bgr = bgr
+                self._rgb = (cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if self._rgb is None or self._rgb.shape != bgr.shape
+                             else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=self._rgb))
+                return self._rgb
             self.capture.release()
             self.capture = cv2.VideoCapture(self.path)
+            self._bgr = None
         raise SystemExit(f"no frame could be read from {self.path}")
 
     def close(self) -> None:
