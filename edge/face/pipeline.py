@@ -34,10 +34,11 @@ class FaceConfig:
     # detector artifact in `models`: the int8 copy of BlazeFace (int8 kernels, ARM's fast path; checked against
     # the published model at export), or "detector.fp32.tflite" / "detector.fp32.onnx" for the published float one
     detector: str = "detector.int8.tflite"
-    # "fit": the detector's input takes the frame's shape (long side 128 px, short side rounded up to 16), so a
-    # 4:3 camera runs BlazeFace on 128x96 pixels instead of a 128x128 letterbox with 32 rows of padding, a
-    # quarter less detector work (checked against the square letterbox at export); "square": the published
-    # letterbox. Backends that cannot resize a model (fixed-shape ONNX, TensorRT engines) run square either way
+    # "fit": on a landscape frame the detector's input takes the frame's shape (128 px wide, a multiple of 16
+    # high), so a 4:3 camera runs BlazeFace on 128x96 pixels instead of a 128x128 letterbox with 32 rows of
+    # padding, a quarter less detector work (16:9 also gets 128x96, with padding; checked against the square
+    # letterbox at export); "square": the published letterbox. Portrait frames, and backends that cannot resize
+    # a model (fixed-shape ONNX, TensorRT engines), run square either way
     detector_input: str = "fit"
     emotion: str = "emotion.int8.tflite"  # emotion artifact in `models` (any .tflite or .onnx the export wrote)
     backend: str = "auto"  # "auto" (by artifact format), "litert", "onnxruntime" or "tensorrt" (Jetson, .onnx)
