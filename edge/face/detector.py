@@ -189,8 +189,9 @@ class FaceDetector:
     def model_input(self, height: int, width: int) -> tuple[int, int]:
         """(height, width) of the model input this detector runs frames of this shape at."""
         layout = self._layout
-        return layout.input if layout is not None and layout.frame == (height, width) else \
-            self._geometry(height, width).input
+        if layout is None or layout.frame != (height, width):
+            layout = self._geometry(height, width)
+        return layout.input
 
     def _geometry(self, height: int, width: int) -> _Layout:
         """Letterbox placement for a frame shape, worked out once per shape."""

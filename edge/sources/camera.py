@@ -146,7 +146,7 @@ class _FramePool:
 
     A fresh ~900 KB array per 640x480 frame is freed on the consumer's thread into the capture thread's
     malloc arena, which trims it and faults it in again: 40 to 60 page faults a frame in the threaded
-    benchmark, none with reuse. A buffer is reused only when its reference count says no queued Frame,
+    benchmark, 0 to 0.5 with reuse. A buffer is reused only when its reference count says no queued Frame,
     consumer or view of it (a face crop) still holds it, so a consumer may keep frames as long as it likes.
     """
 
