@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edge.backends import open_model
-from edge.face.detector import FaceDetector, iou_matrix, weighted_nms
+from edge.face.detector import FaceDetector, iou_matrix, ssd_anchors, weighted_nms
 
 
 def reference_letterbox(rgb: np.ndarray, size: int) -> tuple[np.ndarray, float, float, float]:
@@ -67,7 +67,7 @@ def reference_detect(detector: FaceDetector, rgb: np.ndarray) -> list[tuple[np.n
     candidates = np.nonzero(scores >= detector.score_threshold)[0]
     if candidates.size == 0:
         return []
-    anchors = detector.anchors[candidates]
+    anchors = ssd_anchors(size)[candidates]
     reg = raw[candidates]
     centre = reg[:, 0:2] / float(size) + anchors
     half = reg[:, 2:4] / float(size) / 2.0

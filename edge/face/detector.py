@@ -145,7 +145,6 @@ class FaceDetector:
         self.input_size = int(model.input_shape[1])
         if self.input_size not in ANCHOR_OPTIONS:
             raise ValueError(f"no BlazeFace anchor layout for a {self.input_size}px input")
-        self.anchors = ssd_anchors(self.input_size)
         self.fit_multiple = ANCHOR_OPTIONS[self.input_size]["fit_multiple"] if fit_input else None
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold

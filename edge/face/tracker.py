@@ -138,9 +138,9 @@ class FaceTracker:
             payloads = [None] * len(boxes)
         if len(payloads) != len(boxes):
             raise ValueError(f"{len(boxes)} boxes but {len(payloads)} payloads")
-        keep = [i for i, (x0, y0, x1, y1) in enumerate(boxes)
-                if all(map(math.isfinite, boxes[i])) and x1 > x0 and y1 > y0]
-        dets, payloads = [boxes[i] for i in keep], [payloads[i] for i in keep]
+        kept = [(box, payload) for box, payload in zip(boxes, payloads)
+                if all(map(math.isfinite, box)) and box[2] > box[0] and box[3] > box[1]]
+        dets, payloads = [box for box, _ in kept], [payload for _, payload in kept]
 
         matches = self._associate(dets, now)
         matched_tracks = {ti for ti, _ in matches}
