@@ -172,7 +172,7 @@ def export_classifier(spec: ModelSpec, stage: Path) -> list[dict[str, Any]]:
             path.write_bytes(convert.keras_to_tflite(spec.keras_model, spec.input_shape, precision,
                                                      spec.calibration if precision == "int8" else None))
             artifacts.append((path, _tflite_quantization(precision, spec)))
-        proto = convert.keras_to_onnx(spec.keras_model, spec.input_shape)
+        proto = convert.fix_onnx_batch(convert.keras_to_onnx(spec.keras_model, spec.input_shape))
     else:
         import onnx
 
@@ -187,7 +187,8 @@ def export_classifier(spec: ModelSpec, stage: Path) -> list[dict[str, Any]]:
     convert.quantize_onnx_qdq(onnx_fp32, onnx_int8, spec.calibration)
     artifacts.append((onnx_int8, {
         "mode": "static int8 QDQ", "io": "float32", "weights": "int8 symmetric per-channel",
-        "activations": "int8 symmetric (zero point 0)", "calibration": "min-max",
+        "activations": "int8 symmetric (zero point 0)",
+        "calibration": f"percentile {convert.ONNX_CALIBRATION_PERCENTILE}",
         "calibration_samples": int(len(spec.calibration)), "target": "TensorRT explicit quantization / ONNX Runtime",
     }))
     for path, quantization in artifacts:

@@ -4,9 +4,9 @@ All artifacts get a static batch of 1 (what TensorRT and microcontroller-style r
 the device loops over faces). int8 TFLite uses int8 kernels end to end, including int8 input
 and output tensors whose scale and zero point go into the manifest; its weights are per-tensor
 symmetric (smaller file, see keras_to_tflite) and its activation ranges are the least-error ranges
-inside the calibrated min-max (mse_activation_ranges). ONNX int8 uses QDQ nodes
-with symmetric per-channel weights and symmetric activations (zero point 0), the form
-TensorRT's explicit-quantization path builds engines from.
+inside the calibrated min-max (mse_activation_ranges). ONNX int8 uses QDQ nodes with symmetric
+per-channel weights and symmetric activations (zero point 0) clipped at the 99.999th percentile of
+calibration, the form TensorRT's explicit-quantization path builds engines from.
 """
 
 from __future__ import annotations
@@ -185,11 +185,44 @@ def tflite_to_onnx(tflite_path: Path):
 
 
 def fix_onnx_batch(proto, batch: int = 1):
-    """Pin a dynamic leading dimension to `batch` so every shape is static."""
+    """Pin a dynamic leading dimension to `batch` so every shape is static (and names canonical)."""
     for value in list(proto.graph.input) + list(proto.graph.output):
         dims = value.type.tensor_type.shape.dim
         if dims and not dims[0].HasField("dim_value"):
             dims[0].dim_value = batch
+    return canonical_names(proto)
+
+
+def canonical_names(proto):
+    """Rename tensors and nodes by their place in the graph, so two conversions give identical bytes.
+
+    tf2onnx numbers folded constants in an order that varies between runs, which makes the same
+    model hash differently on every export. Graph inputs and outputs keep their names.
+    """
+    graph = proto.graph
+    if any(attr.g.node or attr.graphs for node in graph.node for attr in node.attribute):
+        return proto  # names inside subgraphs would have to follow; none of our models has one
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
+    renamed: dict[str, str] = {}
+    initializers = {init.name for init in graph.initializer}
+    for index, node in enumerate(graph.node):
+        for slot, name in enumerate(node.input):
+            if name in initializers and name not in keep and name not in renamed:
+                renamed[name] = f"const_{index}_{slot}"
+        for slot, name in enumerate(node.output):
+            if name and name not in keep:
+                renamed[name] = f"t_{index}_{slot}"
+        node.name = f"{node.op_type}_{index}"
+    for node in graph.node:
+        node.input[:] = [renamed.get(name, name) for name in node.input]
+        node.output[:] = [renamed.get(name, name) for name in node.output]
+    for init in graph.initializer:
+        init.name = renamed.get(init.name, init.name)
+    order = {name: rank for rank, name in enumerate(renamed.values())}
+    graph.initializer.sort(key=lambda init: order.get(init.name, -1))
+    for info in graph.value_info:
+        info.name = renamed.get(info.name, info.name)
+    graph.value_info.sort(key=lambda info: order.get(info.name, -1))
     return proto
 
 
@@ -205,8 +238,16 @@ class _Reader:
         return None if sample is None else {self.input_name: sample[None].astype(np.float32)}
 
 
+ONNX_CALIBRATION_PERCENTILE = 99.999
+
+
 def quantize_onnx_qdq(fp32_path: Path, out_path: Path, calibration: np.ndarray) -> None:
-    """Static int8 QDQ: symmetric per-channel weights, symmetric activations, min-max calibration."""
+    """Static int8 QDQ: symmetric per-channel weights, symmetric activations clipped at a percentile.
+
+    The 99.999th percentile of each activation, rather than its calibration maximum, spends the
+    int8 levels on the values that occur: on the FER emotion model agreement rose from 94.9% to
+    96.5% (docs/quantization.md).
+    """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -224,8 +265,9 @@ def quantize_onnx_qdq(fp32_path: Path, out_path: Path, calibration: np.ndarray) 
                 str(prepared), str(out_path), _Reader(input_name, calibration),
                 quant_format=QuantFormat.QDQ, per_channel=True,
                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+                calibrate_method=CalibrationMethod.Percentile,
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                               "CalibPercentile": ONNX_CALIBRATION_PERCENTILE},
             )
         except Exception as exc:
             raise ExportError(f"ONNX int8 quantization failed: {exc}") from None
