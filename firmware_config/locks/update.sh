@@ -14,7 +14,7 @@ else upgrade=(--upgrade); fi
 compile() {  # OUT CONSTRAINT EXTRA...
   local out=$1 constraint=$2; shift 2
   local extras=(); for extra in "$@"; do extras+=(--extra "$extra"); done
-  "$tool/bin/uv" pip compile ../../setup.cfg "${extras[@]}" ${constraint:+-c "$constraint"} "${upgrade[@]}" \
+  "$tool/bin/uv" pip compile ../../setup.cfg "${extras[@]}" -c constraints.in ${constraint:+-c "$constraint"} "${upgrade[@]}" \
     --universal --python-version 3.10 --generate-hashes --quiet \
     --custom-compile-command "bash firmware_config/locks/update.sh" -o "$out"
 }
