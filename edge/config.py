@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .backends.base import cache_directory
 from .eeg.config import EEGConfig
 from .errors import EdgeError
 from .face.pipeline import FaceConfig
@@ -37,6 +38,9 @@ else:  # Python 3.10 on Jetson JetPack 6
 class DeviceConfig:
     id: str = "emotion-edge"  # device id used in MQTT topics, events and Home Assistant
     data_dir: str = "~/.local/share/emotion-edge"  # spool and runtime state (never frames or audio)
+    # compiled TensorRT engines (tensorrt backend, ONNX Runtime's TensorRT provider), built on first load;
+    # "" = $CACHE_DIRECTORY (systemd's CacheDirectory=emotion-edge) else ~/.cache/emotion-edge
+    cache_dir: str = ""
     health_interval_s: float = 10.0  # how often the health topic is published
     log_level: str = "INFO"  # DEBUG, INFO, WARNING or ERROR
 
@@ -52,6 +56,10 @@ class DeviceConfig:
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser()
+
+    @property
+    def cache_path(self) -> Path:
+        return cache_directory(self.cache_dir)
 
 
 SECTIONS: dict[str, type] = {

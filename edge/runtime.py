@@ -103,7 +103,8 @@ class Worker(threading.Thread):
 
     def stop(self) -> None:
         self.source.stop()
-        self.join(timeout=5)
+        if self.ident is not None:  # a source that failed to start left the thread unstarted
+            self.join(timeout=5)
 
 
 class FaceWorker(Worker):
@@ -111,8 +112,10 @@ class FaceWorker(Worker):
 
     def __init__(self, runtime: "Runtime"):
         config = runtime.config
-        self.pipeline = FacePipeline(config.face, config.tracker, config.smoothing, config.device.id)
-        super().__init__(runtime, CameraSource(config.camera))
+        camera = CameraSource(config.camera)  # checks the camera source can work here before the models load
+        self.pipeline = FacePipeline(config.face, config.tracker, config.smoothing, config.device.id,
+                                     cache_dir=config.device.cache_path)
+        super().__init__(runtime, camera)
 
     def handle(self, frame) -> None:
         received = time.perf_counter()
@@ -135,7 +138,9 @@ class FaceWorker(Worker):
         camera = self.source.stats()
         return {"fps": round(self.rate(), 2), "frames": self.items, "dropped_frames": camera.get("dropped", 0),
                 "camera_state": camera.get("state"), "camera_reconnects": camera.get("reconnects", 0),
-                "stages": self.times.summary(), "tracks": len(self.pipeline.tracker.active_ids)}
+                "stages": self.times.summary(), "tracks": len(self.pipeline.tracker.active_ids),
+                "models": {"face.detector": self.pipeline.detector.model.describe(),
+                           "face.emotion": self.pipeline.model.describe()}}
 
 
 class VoiceWorker(Worker):
@@ -149,7 +154,8 @@ class VoiceWorker(Worker):
 
         config = runtime.config
         voice = config.voice
-        model = open_model(Path(voice.models).expanduser() / voice.model, voice.backend, voice.threads)
+        model = open_model(Path(voice.models).expanduser() / voice.model, voice.backend, voice.threads,
+                           providers=voice.providers, cache_dir=config.device.cache_path)
         if model.manifest.data["task"] != "voice_emotion":
             raise EdgeError(f"voice.model = {voice.model!r} is a {model.manifest.data['task']} model, "
                             "not voice_emotion")
@@ -179,7 +185,8 @@ class VoiceWorker(Worker):
         pipeline.pop("last", None)
         return {"windows_per_s": round(self.rate(), 2), "windows": self.items, "source_state": source.get("state"),
                 "source_reconnects": source.get("reconnects", 0), "dropped": source.get("dropped", 0),
-                "stages": self.times.summary(), **pipeline}
+                "stages": self.times.summary(), **pipeline,
+                "models": {"voice.model": self.pipeline.model.describe()} if self.pipeline.model is not None else {}}
 
 
 class EEGWorker(Worker):
@@ -197,12 +204,14 @@ class EEGWorker(Worker):
         if config.eeg.model:
             from .eeg.classifier import load_eeg_classifier
 
-            classifier = load_eeg_classifier(Path(config.eeg.model).expanduser(), config.eeg.backend)
+            classifier = load_eeg_classifier(Path(config.eeg.model).expanduser(), config.eeg.backend,
+                                             providers=config.eeg.providers, cache_dir=config.device.cache_path)
             classifier.check_config(config.eeg)  # channels, window and filters must be the ones it was trained with
             model_id, sha256 = classifier.model_id, classifier.sha256
         source = LSLSource(config.lsl)
         self.pipeline = EEGPipeline(config.eeg, source, config.device.id, classifier=classifier,
                                     model_id=model_id, model_sha256=sha256)
+        self.classifier = classifier
         self._label: str | None = None
         self._last_event = -float("inf")
         super().__init__(runtime, source)
@@ -225,7 +234,8 @@ class EEGWorker(Worker):
                 "rejected": event.extra.get("rejected"), "warming_up": event.extra.get("warming_up")})
 
     def health(self) -> dict[str, Any]:
-        return {"chunks": self.items, "stages": self.times.summary(), **self.pipeline.health()}
+        models = {"eeg.model": self.classifier.model.describe()} if self.classifier is not None else {}
+        return {"chunks": self.items, "stages": self.times.summary(), **self.pipeline.health(), "models": models}
 
 
 class Runtime:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import importlib
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import EdgeError
 from ..manifest import Manifest, load_manifest
 from .base import Backend
 
+log = logging.getLogger(__name__)
 BACKENDS = {
     "litert": ("edge.backends.litert", "LiteRTBackend"),
     "onnxruntime": ("edge.backends.onnxrt", "OnnxRuntimeBackend"),
@@ -24,8 +27,12 @@ def backend_class(key: str) -> type[Backend]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def open_model(artifact: str | Path | Manifest, backend: str = "auto", threads: int = 1) -> Backend:
-    """Load an artifact (checking its sha256) on the named backend, or the one its format needs."""
+def open_model(artifact: str | Path | Manifest, backend: str = "auto", threads: int = 1,
+               providers: Sequence[str] | None = None, cache_dir: str | Path | None = None) -> Backend:
+    """Load an artifact (checking its sha256) on the named backend, or the one its format needs.
+
+    `providers` (ONNX Runtime's execution providers, in order) and `cache_dir` (engine caches) reach only
+    the backends that use them; where the model runs is logged once here."""
     manifest = artifact if isinstance(artifact, Manifest) else load_manifest(artifact)
     key = DEFAULT_FOR_FORMAT.get(manifest.format) if backend == "auto" else backend
     if key is None:
@@ -36,4 +43,7 @@ def open_model(artifact: str | Path | Manifest, backend: str = "auto", threads: 
             f"backend {key!r} runs {'/'.join(cls.formats)} artifacts, but {manifest.artifact_path.name} is "
             f"{manifest.format}; pick the matching artifact or backend = \"auto\""
         )
-    return cls(manifest, threads=threads)
+    given = {"providers": providers, "cache_dir": cache_dir}
+    model = cls(manifest, threads=threads, **{name: value for name, value in given.items() if name in cls.options})
+    log.info("%s runs on %s (%s)", manifest.artifact_path.name, key, model.provider)
+    return model

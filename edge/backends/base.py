@@ -8,12 +8,15 @@ artifact they were given.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
+from ..errors import EdgeError
 from ..manifest import Manifest
 
 MAX_PREPARED_SHAPES = 8  # extra input shapes one model keeps ready (batch sizes up to face.max_faces, a frame shape)
@@ -22,6 +25,10 @@ MAX_PREPARED_SHAPES = 8  # extra input shapes one model keeps ready (batch sizes
 class Backend(ABC):
     key: ClassVar[str]
     formats: ClassVar[tuple[str, ...]]
+    # keyword options open_model() passes on to this backend's constructor (besides threads)
+    options: ClassVar[tuple[str, ...]] = ()
+    # what actually runs the model, for the log and the health topic (an ONNX Runtime provider, "CPU", ...)
+    provider: str = "CPU"
 
     def __init__(self, manifest: Manifest, threads: int = 1):
         self.manifest = manifest
@@ -81,6 +88,37 @@ class Backend(ABC):
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """The first output, which for classifiers is the probability vector per sample."""
         return self.run(batch)[0]
+
+    def describe(self) -> dict[str, Any]:
+        """Backend and provider, the same keys for every backend, so health shows where each model runs."""
+        return {"backend": self.key, "provider": self.provider, "artifact": self.manifest.artifact_path.name}
+
+
+def cache_directory(configured: str | Path | None = None) -> Path:
+    """Where compiled engines are cached: `configured` (device.cache_dir), else systemd's $CACHE_DIRECTORY
+    (CacheDirectory=, writable under ProtectSystem=strict where the model directory in /opt is not), else
+    ~/.cache/emotion-edge. Nothing is created here."""
+    if configured:
+        return Path(configured).expanduser()
+    systemd = os.environ.get("CACHE_DIRECTORY", "")
+    if systemd:
+        return Path(systemd.split(":")[0])  # systemd joins several CacheDirectory= entries with ':'
+    return Path("~/.cache/emotion-edge").expanduser()
+
+
+def writable_cache(configured: str | Path | None = None) -> Path:
+    """cache_directory(), created if needed; EdgeError when it cannot be written (an engine built there would
+    be lost, and rebuilding one takes minutes on every start)."""
+    path = cache_directory(configured)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdgeError(f"cannot create the engine cache directory {path}: {exc.strerror}; set device.cache_dir "
+                        f"to a writable directory (under systemd: CacheDirectory=emotion-edge)") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise EdgeError(f"the engine cache directory {path} is not writable; set device.cache_dir to a writable "
+                        f"directory (under systemd: CacheDirectory=emotion-edge)")
+    return path
 
 
 def quantize(values: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray:

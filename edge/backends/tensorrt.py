@@ -3,7 +3,8 @@
 The QDQ ONNX artifact carries its own int8 scales (explicit quantization), so no calibrator is
 needed: the builder places int8 kernels where the Q/DQ nodes say and fp16 elsewhere. An engine is
 specific to the GPU and TensorRT version, so it is built on the device on first load and cached
-beside the artifact under a name that includes the artifact hash and the TensorRT version.
+in the writable cache directory (device.cache_dir; systemd's CacheDirectory, since the model directory
+is read-only under ProtectSystem=strict) under a name with the artifact hash and the TensorRT version.
 
 Not executed in this project's CI: TensorRT and CUDA are not installable on the build machine
 (no GPU, libraries outside the package registries). Written against the TensorRT 10 Python API
@@ -20,7 +21,7 @@ import numpy as np
 
 from ..errors import EdgeError
 from ..manifest import Manifest
-from .base import Backend
+from .base import Backend, cache_directory, writable_cache
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,8 @@ def _cudart():
         try:
             from cuda import cudart
         except ImportError:
-            raise EdgeError("the tensorrt backend needs cuda-python: pip install cuda-python") from None
+            raise EdgeError("the tensorrt backend needs cuda-python: pip install \"cuda-python>=12.2,<13\" "
+                              "(the jetson extra)") from None
     return cudart
 
 
@@ -43,11 +45,19 @@ def _check(result):
     return values[0] if len(values) == 1 else values
 
 
+def engine_path(manifest: Manifest, trt_version: str, cache_dir: str | Path | None = None) -> Path:
+    """Where the engine for this artifact and TensorRT version is cached (see cache_directory)."""
+    stem = manifest.artifact_path.stem
+    return cache_directory(cache_dir) / f"{stem}.{manifest.sha256[:12]}.trt{trt_version}.engine"
+
+
 class TensorRTBackend(Backend):
     key = "tensorrt"
     formats = ("onnx",)
+    options = ("cache_dir",)
 
-    def __init__(self, manifest: Manifest, threads: int = 1, workspace_mb: int = 256):
+    def __init__(self, manifest: Manifest, threads: int = 1, cache_dir: str | Path | None = None,
+                 workspace_mb: int = 256):
         super().__init__(manifest, threads)
         try:
             import tensorrt as trt
@@ -59,12 +69,13 @@ class TensorRTBackend(Backend):
         self.trt = trt
         self.cudart = _cudart()
         self.logger = trt.Logger(trt.Logger.WARNING)
-        engine_path = manifest.artifact_path.with_name(
-            f"{manifest.artifact_path.stem}.{manifest.sha256[:12]}.trt{trt.__version__}.engine")
-        serialized = engine_path.read_bytes() if engine_path.is_file() else self._build(engine_path, workspace_mb)
+        writable_cache(cache_dir)
+        cached = engine_path(manifest, trt.__version__, cache_dir)
+        serialized = cached.read_bytes() if cached.is_file() else self._build(cached, workspace_mb)
         self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(serialized)
         if self.engine is None:
-            raise EdgeError(f"TensorRT could not load engine {engine_path}; delete it to rebuild")
+            raise EdgeError(f"TensorRT could not load engine {cached}; delete it to rebuild")
+        self.provider = f"TensorRT {trt.__version__}"
         self.context = self.engine.create_execution_context()
         self.stream = _check(self.cudart.cudaStreamCreate())
         self.inputs, self.outputs = [], []
@@ -81,7 +92,7 @@ class TensorRTBackend(Backend):
         self.outputs.sort(key=lambda item: wanted.index(item[0]) if item[0] in wanted else len(wanted))
         self.input_shape = self.inputs[0][1]
 
-    def _build(self, engine_path: Path, workspace_mb: int) -> bytes:
+    def _build(self, target: Path, workspace_mb: int) -> bytes:
         trt = self.trt
         builder = trt.Builder(self.logger)
         network = builder.create_network(0)
@@ -100,9 +111,9 @@ class TensorRTBackend(Backend):
         if serialized is None:
             raise EdgeError(f"TensorRT failed to build an engine for {self.manifest.artifact_path.name}")
         data = bytes(serialized)
-        tmp = engine_path.with_name(engine_path.name + f".{os.getpid()}.tmp")
+        tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
         tmp.write_bytes(data)
-        os.replace(tmp, engine_path)
+        os.replace(tmp, target)
         return data
 
     def _invoke(self, batch: np.ndarray) -> list[np.ndarray]:

@@ -14,6 +14,7 @@ them there. Only numpy and the project's backends run here: no TensorFlow on the
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,14 +127,16 @@ class EEGModelClassifier(ClassifierEstimator):
                                 f"set eeg.{key} = {value!r}")
 
 
-def load_eeg_classifier(artifact: str | Path, backend: str = "auto", threads: int = 1) -> EEGModelClassifier:
+def load_eeg_classifier(artifact: str | Path, backend: str = "auto", threads: int = 1,
+                        providers: Sequence[str] | None = None, cache_dir: str | Path | None = None
+                        ) -> EEGModelClassifier:
     """Open an EEG artifact (its manifest beside it) and wrap it as the pipeline's classifier."""
     manifest = load_manifest(artifact)
     if manifest.data.get("modality") != "eeg":
         raise EdgeError(f"{manifest.path} is a {manifest.data.get('modality')!r} model, not an EEG one; point "
                         "eeg.model at an artifact written by `emotion-export train-eeg`")
     preprocessing = manifest.preprocessing
-    model = open_model(manifest, backend=backend, threads=threads)
+    model = open_model(manifest, backend=backend, threads=threads, providers=providers, cache_dir=cache_dir)
     return EEGModelClassifier(model, preprocessing, list(manifest.labels), manifest.model_id, manifest.sha256)
 
 

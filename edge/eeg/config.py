@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edge.backends.onnxrt import DEFAULT_PROVIDERS, check_providers
 from edge.eeg import MUSE_CHANNELS
 from edge.errors import EdgeError
 
@@ -18,6 +19,8 @@ class EEGConfig:
     model: str = ""
     # Backend for `model`: "auto" (by artifact format), "litert", "onnxruntime" or "tensorrt".
     backend: str = "auto"
+    # ONNX Runtime execution providers for `model`, in order of preference (onnxruntime backend only).
+    providers: tuple[str, ...] = DEFAULT_PROVIDERS
     # Seconds between EEG events on the event topic (the retained state is updated every window); a trained
     # classifier's label change is published at once.
     event_interval_s: float = 5.0
@@ -73,6 +76,7 @@ class EEGConfig:
     def validate(self) -> EEGConfig:
         if self.backend not in ("auto", "litert", "onnxruntime", "tensorrt"):
             _bad("backend", self.backend, "auto, litert, onnxruntime or tensorrt")
+        check_providers("eeg.providers", self.providers)
         if not self.event_interval_s > 0:
             _bad("event_interval_s", self.event_interval_s, "a number of seconds > 0")
         """Raise EdgeError naming `eeg.<key>` for the first bad value; returns self."""

@@ -19,6 +19,7 @@ import numpy as np
 from ..affect import valence_arousal
 from ..backends import open_model
 from ..backends.base import pixel_table
+from ..backends.onnxrt import DEFAULT_PROVIDERS, check_providers
 from ..errors import EdgeError
 from ..events import Event, utc_timestamp
 from ..smoothing import SmootherBank, SmoothingConfig
@@ -42,6 +43,10 @@ class FaceConfig:
     detector_input: str = "fit"
     emotion: str = "emotion.int8.tflite"  # emotion artifact in `models` (any .tflite or .onnx the export wrote)
     backend: str = "auto"  # "auto" (by artifact format), "litert", "onnxruntime" or "tensorrt" (Jetson, .onnx)
+    # ONNX Runtime execution providers in order of preference (onnxruntime backend only), e.g.
+    # ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"] on a Jetson; ones this
+    # onnxruntime build lacks are skipped with a warning, and the one that runs is in the health topic
+    providers: tuple[str, ...] = DEFAULT_PROVIDERS
     # inference threads per model; 0 = auto: one fewer than the CPU cores, at most 2 (the camera decodes on a
     # core of its own: on a 2-core board 1 thread was faster than 2 in most measured runs)
     threads: int = 0
@@ -73,6 +78,7 @@ class FaceConfig:
         for key, ok, wanted in checks:
             if not ok:
                 raise EdgeError(f"face.{key} must be {wanted}, not {getattr(self, key)!r}")
+        check_providers("face.providers", self.providers)
 
     def inference_threads(self) -> int:
         """`threads`, with 0 resolved for this machine."""
@@ -91,7 +97,8 @@ class FaceResult:
 
 class FacePipeline:
     def __init__(self, config: FaceConfig, tracker: TrackerConfig | None = None,
-                 smoothing: SmoothingConfig | None = None, device_id: str = "edge"):
+                 smoothing: SmoothingConfig | None = None, device_id: str = "edge",
+                 cache_dir: str | Path | None = None):
         config.validate()
         self.config = config
         self.device_id = device_id
@@ -100,12 +107,13 @@ class FacePipeline:
             raise EdgeError(f"face.models = {str(models)!r} is not a directory; run `emotion-export face --out "
                             f"{models}` first (or point face.models at an exported model directory)")
         threads = config.inference_threads()
+        options = {"providers": config.providers, "cache_dir": cache_dir}
         self.detector = FaceDetector(
-            open_model(models / config.detector, config.backend, threads),
+            open_model(models / config.detector, config.backend, threads, **options),
             score_threshold=config.score_threshold, iou_threshold=config.iou_threshold,
             min_face_size=config.min_face_size, max_faces=config.max_faces,
             fit_input=config.detector_input == "fit")
-        self.model = open_model(models / config.emotion, config.backend, threads)
+        self.model = open_model(models / config.emotion, config.backend, threads, **options)
         manifest = self.model.manifest
         if manifest.data["task"] != "face_emotion":
             raise EdgeError(f"face.emotion = {config.emotion!r} is a {manifest.data['task']} model, not face_emotion")

@@ -6,8 +6,9 @@ instead decoded up to `prefetch` frames ahead of the consumer). Frames are RGB (
 BGR; we convert once here so every consumer can assume RGB). A live input that drops is reopened
 with exponential backoff; the thread never dies on a bad frame or a vanished device.
 
-Jetson CSI cameras (nvarguscamerasrc) and Raspberry Pi cameras (libcamerasrc) are reached with
-a GStreamer pipeline string ending in `appsink`, which needs an OpenCV built with GStreamer.
+Raspberry Pi camera modules are read through picamera2 (`camera.source = "picamera2"`, see
+pi_camera.py). Jetson CSI cameras (nvarguscamerasrc) are reached with a GStreamer pipeline string
+ending in `appsink`, which needs an OpenCV built with GStreamer (JetPack's, not pip's).
 """
 
 from __future__ import annotations
@@ -30,13 +31,18 @@ from .base import ENDED, RECONNECTING, RUNNING, STARTING, STOPPED, BoundedQueue,
 log = logging.getLogger(__name__)
 
 ON_END = ("loop", "stop")
+NO_GSTREAMER = ("camera.source is a GStreamer pipeline, but this OpenCV has no GStreamer (pip's opencv-python "
+                "wheels never do): on a Raspberry Pi set camera.source = \"picamera2\" for the camera module; on a "
+                "Jetson use JetPack's OpenCV (a venv made with --system-site-packages, without pip's "
+                "opencv-python-headless), or set camera.source to a /dev/videoN camera")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 @dataclass
 class CameraConfig:
-    # "0" (device index), "/dev/video0", a video file, an rtsp:// or http:// URL, or a GStreamer
-    # pipeline (any string containing "!", e.g. "nvarguscamerasrc ! ... ! appsink")
+    # "0" (device index), "/dev/video0", a video file, an rtsp:// or http:// URL, "picamera2" (Raspberry Pi
+    # camera module; needs apt's python3-picamera2), or a GStreamer pipeline (any string containing "!", e.g.
+    # "nvarguscamerasrc ! ... ! appsink"; needs an OpenCV built with GStreamer, such as JetPack's)
     source: str = "0"
     # requested capture width in pixels; 0 keeps the device default (files are never resized)
     width: int = 0
@@ -77,6 +83,9 @@ class CameraConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise EdgeError(f"camera.{key} must be a whole number of pixels >= 0 (0 = device default), "
                                 f"not {value!r}")
+        if source_kind(self.source) == "picamera2" and bool(self.width) != bool(self.height):
+            raise EdgeError(f"camera.width and camera.height must both be set for picamera2 (or both 0 for its "
+                            f"default size), not {self.width} x {self.height}")
         if not _is_number(self.fps) or self.fps < 0:
             raise EdgeError(f"camera.fps must be a number >= 0 (0 = device default), not {self.fps!r}")
         if self.on_end not in ON_END:
@@ -108,12 +117,14 @@ class Frame:
 
 
 def source_kind(source: str) -> str:
-    """How a `camera.source` string is opened: "pipeline", "index", "url", "device" or "file"."""
+    """How a `camera.source` string is opened: "pipeline", "index", "picamera2", "url", "device" or "file"."""
     text = source.strip()
     if "!" in text:
         return "pipeline"
     if text.isdigit():
         return "index"
+    if text == "picamera2":
+        return "picamera2"
     if _URL.match(text):
         return "url"
     if text.startswith("/dev/"):
@@ -172,12 +183,21 @@ class _FramePool:
 
 
 class CameraSource(Source[Frame]):
-    """Newest-frame capture from any OpenCV input, with reconnects and file looping."""
+    """Newest-frame capture from any OpenCV input or picamera2, with reconnects and file looping."""
 
-    def __init__(self, config: CameraConfig | None = None):
+    def __init__(self, config: CameraConfig | None = None, camera_class: type | None = None):
+        """`camera_class` opens camera.source = "picamera2" (default: picamera2.Picamera2). A source this
+        machine cannot open at all (no picamera2, a pipeline without GStreamer) fails here, before models load."""
         self.config = config or CameraConfig()
         self.config.validate()
         self.kind = source_kind(self.config.source)
+        if self.kind == "pipeline" and not cv2.videoio_registry.hasBackend(cv2.CAP_GSTREAMER):
+            raise EdgeError(NO_GSTREAMER)
+        self._camera_class = camera_class
+        if self.kind == "picamera2" and camera_class is None:
+            from .pi_camera import camera_class as picamera2_class
+
+            self._camera_class = picamera2_class()
         self._lock = threading.Lock()
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
@@ -202,10 +222,6 @@ class CameraSource(Source[Frame]):
         if self._thread is not None and self._thread.is_alive():
             return
         cfg = self.config
-        if self.kind == "pipeline" and not cv2.videoio_registry.hasBackend(cv2.CAP_GSTREAMER):
-            raise EdgeError("camera.source is a GStreamer pipeline but this OpenCV build has no GStreamer "
-                            "support: install the distribution's OpenCV (python3-opencv) or an OpenCV built "
-                            "with GStreamer, or use a device index / /dev/video* path instead")
         capture = None
         if self.kind == "file":
             path = os.path.expanduser(cfg.source)
@@ -267,6 +283,8 @@ class CameraSource(Source[Frame]):
         cfg = self.config
         text = cfg.source.strip()
         capture = None
+        if self.kind == "picamera2":
+            return self._open_picamera2()
         try:
             if self.kind == "index":
                 capture = cv2.VideoCapture(int(text))
@@ -293,6 +311,17 @@ class CameraSource(Source[Frame]):
             if capture is not None:
                 capture.release()
             self._last_error = f"cannot open {text}: {exc}"
+            return None
+
+    def _open_picamera2(self):
+        """An opened and started PiCameraCapture, or None (with the reason in last_error)."""
+        from .pi_camera import PiCameraCapture
+
+        cfg = self.config
+        try:
+            return PiCameraCapture(self._camera_class(), cfg.width, cfg.height, cfg.fps, cfg.read_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - picamera2 raises RuntimeError/IndexError with no camera or a busy one
+            self._last_error = f"cannot open picamera2: {exc}"  # PiCameraCapture closed a camera it could not start
             return None
 
     def _apply_settings(self, capture) -> None:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol, Sequence
 import numpy as np
 
 from ..affect import coordinates, valence_arousal
+from ..backends.onnxrt import DEFAULT_PROVIDERS, check_providers
 from ..errors import EdgeError
 from ..events import Event, utc_timestamp
 from .features import FEATURE_SIZE, MODEL_RATE, N_FFT, PAD_MODES, FeatureExtractor
@@ -45,6 +46,8 @@ class VoiceConfig:
     backend: str = "auto"
     # inference threads
     threads: int = 1
+    # ONNX Runtime execution providers in order of preference (onnxruntime backend only); see face.providers
+    providers: tuple[str, ...] = DEFAULT_PROVIDERS
 
     # STFT centre padding: "constant" as librosa >= 0.10, "reflect" as librosa 0.8/0.9 did.
     pad_mode: str = "constant"
@@ -64,6 +67,7 @@ class VoiceConfig:
             raise EdgeError(f"voice.backend = {self.backend!r} must be auto, litert, onnxruntime or tensorrt")
         if not isinstance(self.threads, int) or not 1 <= self.threads <= 16:
             raise EdgeError(f"voice.threads = {self.threads!r} must be a whole number from 1 to 16")
+        check_providers("voice.providers", self.providers)
         if self.pad_mode not in PAD_MODES:
             raise EdgeError(f"voice.pad_mode = {self.pad_mode!r} must be one of {', '.join(PAD_MODES)}")
         if not 0 < self.smoothing_alpha <= 1:
