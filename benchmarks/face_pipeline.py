@@ -52,8 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 import cv2
 
-from edge.demo import FPS, HEIGHT, WIDTH, build_demo_video
-from edge.demo import frames as demo_frames
+from edge.demo import HEIGHT, WIDTH, build_demo_video
 from edge.face.pipeline import FaceConfig, FacePipeline
 from edge.publish.mqtt import MqttConfig, MqttPublisher
 from edge.sources.camera import CameraConfig, CameraSource
@@ -112,18 +111,8 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 
 def build_video(path: Path, seconds: int) -> Path:
-    """The demo scene; the stock 12 s clip, or a longer rendering of it written atomically."""
-    if seconds == 12:
-        return build_demo_video(path)
-    if path.is_file() and path.stat().st_size > 0:
-        return path
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.avi")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (WIDTH, HEIGHT))
-    for frame in demo_frames(seconds=seconds):
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
-    os.replace(tmp, path)
-    return path
+    """The demo scene; the stock 12 s clip, or a longer rendering of it (written atomically, reused after)."""
+    return build_demo_video(path, seconds=seconds)
 
 
 # ---- mosquitto -----------------------------------------------------------------------------------

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
 
 from .errors import EdgeError
+
+log = logging.getLogger("edge.cli")
+
+MODELS_ENV = "EMOTION_EDGE_MODELS"
+DEVICE_MODELS = Path("/opt/emotion-edge/models")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--config", type=Path, help="TOML config file (see `emotion-edge defaults`)")
     mode.add_argument("--demo", action="store_true",
                       help="built-in input: a video made from real face photos, played once; events are printed")
-    run.add_argument("--models", type=Path, help="face model directory (overrides face.models)")
+    run.add_argument("--models", type=Path,
+                     help="face model directory (overrides face.models; without either: $EMOTION_EDGE_MODELS/face, "
+                          "then /opt/emotion-edge/models/face, then ./models/face)")
     run.add_argument("--mqtt-host", help="broker host (overrides mqtt.host)")
     run.add_argument("--mqtt-port", type=int, help="broker port (overrides mqtt.port)")
     run.add_argument("--duration", type=float, help="stop after this many seconds")
@@ -40,25 +50,85 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("record", add_help=False,
                         help="record an EEG stream plus LSL markers to CSV + JSON (see `record --help`)")
     video = commands.add_parser("demo-video", help="write the built-in demo video (MJPG .avi) to a path")
-    video.add_argument("path", type=Path)
+    video.add_argument("path", type=Path, help="the .avi file to write (replaced if it exists)")
+    video.add_argument("--lossless", action="store_true",
+                       help="FFV1 instead of MJPG: decodes to exactly the demo's pixels on every platform "
+                            "(about 19 MB instead of 4 MB)")
     return parser
 
 
+def resolve_models(config, face_models: Path | None = None) -> None:
+    """Point face.models and voice.models (when enabled) at existing directories, so a device finds its models
+    wherever it runs from. An explicit directory (--models for faces, else a config value other than the
+    default) must exist; a default one is searched for in $EMOTION_EDGE_MODELS/<modality>, then
+    /opt/emotion-edge/models/<modality> (where device installs put them), then ./models/<modality> (where
+    `emotion-export` writes on a workstation). EdgeError names every place looked at and the fix."""
+    for modality, section, override in (("face", config.face, face_models), ("voice", config.voice, None)):
+        if not section.enabled:
+            continue
+        default = type(section)().models
+        where = "--models" if override else f"{modality}.models"
+        given = override or (section.models if section.models != default else None)
+        if given:
+            path = Path(given).expanduser()
+            if not path.is_dir():
+                raise EdgeError(f"{where} {str(path)!r} is not a directory; run `emotion-export {modality} --out "
+                                f"models/{modality}` on a workstation and copy that directory here, or point {where} "
+                                f"at an exported model directory")
+        else:
+            env = os.environ.get(MODELS_ENV, "")
+            places = [(Path(env).expanduser() / modality, f" (${MODELS_ENV})")] if env else []
+            places += [(DEVICE_MODELS / modality, ""), (Path.cwd() / default, "")]
+            path = next((place for place, _ in places if place.is_dir()), None)
+            if path is None:
+                looked = ", ".join(f"{place}{note}" for place, note in places)
+                looked += "" if env else f"; ${MODELS_ENV} unset"
+                flag = "pass --models DIR or set face.models" if modality == "face" else "set voice.models"
+                raise EdgeError(f"no {modality} models found (looked in {looked}); run `emotion-export {modality} "
+                                f"--out models/{modality}` on a workstation and copy models/{modality} to "
+                                f"{DEVICE_MODELS / modality} (a device bundle installs it there), or {flag}, or set "
+                                f"${MODELS_ENV} to the directory holding {modality}/")
+        section.models = str(path)
+        log.info("%s models: %s", modality, path)
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """SIGTERM raises SystemExit until the runtime installs its own handler, so a service stopped while the demo
+    video is written or models load still removes its temporaries (the default action kills outright)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _run(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_sigterm_unwinds())
+        return _run_in(args, stack)
+
+
+def _run_in(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     from .config import build_config, load_config
     from .runtime import Runtime
 
     if args.demo:
-        from .demo import build_demo_video, default_demo_path
-
-        video = build_demo_video(default_demo_path())
-        config = build_config({"camera": {"source": str(video), "on_end": "stop", "realtime": True},
+        config = build_config({"camera": {"on_end": "stop", "realtime": True},
                                "device": {"id": "demo", "health_interval_s": 2.0}})
         args.print_events = not args.pretty
     else:
         config = load_config(args.config)
-    if args.models:
-        config.face.models = str(args.models)
+    resolve_models(config, args.models)
+    if args.demo:
+        from .demo import demo_workspace
+
+        video, data = stack.enter_context(demo_workspace())
+        config.camera.source, config.device.data_dir = str(video), str(data)
     if args.mqtt_host:
         config.mqtt.host = args.mqtt_host
     if args.mqtt_port:
@@ -130,13 +200,16 @@ def main(argv: list[str] | None = None) -> int:
             print(defaults_toml())
             return 0
         if args.command == "demo-video":
-            from .demo import build_demo_video
+            from .demo import write_demo_video
 
-            print(build_demo_video(args.path))
+            with _sigterm_unwinds():
+                print(write_demo_video(args.path, lossless=args.lossless))
             return 0
     except EdgeError as exc:
         print(f"emotion-edge: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before the runtime started: temporaries are already removed
+        return 130
     return 2
 
 
