@@ -88,6 +88,20 @@ def build_parser() -> argparse.ArgumentParser:
     eeg.add_argument("--test-fraction", type=float, default=0.25, help="share of groups held out (default 0.25)")
     eeg.add_argument("--seed", type=int, default=0, help="random seed for the split and training")
     eeg.add_argument("--strict", action="store_true", help="exit 3 when an artifact misses the parity bars")
+
+    bundle = commands.add_parser(
+        "bundle", help="offline install bundle for a device (wheels, models, liblsl, unit, installer)",
+        description="Build dist/emotion-edge-<version>-<target>.tar.gz: everything `sudo ./install.sh` needs on "
+                    "the device without network (see docs/devices.md).")
+    bundle.add_argument("--target", required=True, choices=["pi-aarch64", "jetson-aarch64", "x86_64"],
+                        help="pi-aarch64: Raspberry Pi OS Bookworm; jetson-aarch64: JetPack 6; x86_64: Debian 12")
+    bundle.add_argument("--face-models", type=Path, default=Path("models/face"),
+                        help="exported face models (default: models/face)")
+    bundle.add_argument("--voice-models", type=Path, default=Path("models/voice"),
+                        help="exported voice models, left out when absent (default: models/voice)")
+    bundle.add_argument("--out", type=Path, default=Path("dist"), help="output directory (default: dist)")
+    bundle.add_argument("--cache", type=Path,
+                        help="wheel cache (default ~/.cache/emotion-edge/bundle-wheels, or $EMOTION_EDGE_CACHE/bundle-wheels)")
     return parser
 
 
@@ -98,10 +112,20 @@ def main(argv: list[str] | None = None) -> int:
         import warnings
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # its start-up notice, before TensorFlow loads
         warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     from .bundle import format_table
 
+    if args.command == "bundle":
+        from .device_bundle import build_bundle
+
+        try:
+            build_bundle(args.target, args.face_models, args.voice_models, args.out, args.cache)
+        except (ExportError, EdgeError) as exc:
+            print(f"emotion-export: error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     try:
         if args.command == "face":
             from .face import FaceExportOptions, export_face

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable
 
@@ -31,6 +33,35 @@ def quiet_tensorflow() -> None:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+@contextmanager
+def library_output():
+    """Keep converters' chatter (saved-model dumps, quantizer settings) off the user's terminal.
+
+    The converters print from Python and from C++, so both file descriptors are redirected; if
+    the block fails, what they printed is passed on to stderr to explain the failure.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            if failed:
+                sink.seek(0)
+                sys.stderr.write(sink.read().decode(errors="replace")[-4000:])
 
 
 def static_batch_model(model, input_shape: tuple[int, ...]):
@@ -70,13 +101,16 @@ def keras_to_tflite(model, input_shape: tuple[int, ...], precision: str,
     elif precision != "fp32":
         raise ExportError(f"unknown TFLite precision {precision!r}")
     try:
-        converted = converter.convert()
+        with library_output():
+            converted = converter.convert()
         if precision == "int8":
             from tensorflow.lite.python.convert import mlir_quantize
 
             # the same quantizer call the converter makes, on the calibrated model with refined ranges
-            converted = mlir_quantize(mse_activation_ranges(converted, calibration), disable_per_channel=True,
-                                      input_data_type=tf.int8, output_data_type=tf.int8)
+            ranged = mse_activation_ranges(converted, calibration)
+            with library_output():
+                converted = mlir_quantize(ranged, disable_per_channel=True,
+                                          input_data_type=tf.int8, output_data_type=tf.int8)
         return converted
     except ExportError:
         raise
@@ -167,7 +201,8 @@ def keras_to_onnx(model, input_shape: tuple[int, ...]):
 
     spec = (tf.TensorSpec((1, *input_shape), tf.float32, name="input"),)
     try:
-        proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=OPSET)
+        with library_output():
+            proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=OPSET)
     except Exception as exc:
         raise ExportError(f"ONNX conversion with tf2onnx failed: {exc}") from None
     return proto
@@ -178,7 +213,8 @@ def tflite_to_onnx(tflite_path: Path):
     import tf2onnx
 
     try:
-        proto, _ = tf2onnx.convert.from_tflite(str(tflite_path), opset=OPSET)
+        with library_output():
+            proto, _ = tf2onnx.convert.from_tflite(str(tflite_path), opset=OPSET)
     except Exception as exc:
         raise ExportError(f"ONNX conversion of {tflite_path.name} failed: {exc}") from None
     return proto
@@ -256,19 +292,21 @@ def quantize_onnx_qdq(fp32_path: Path, out_path: Path, calibration: np.ndarray) 
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         try:
-            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+            with library_output():
+                quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         except Exception as exc:
             log.warning("ONNX pre-processing skipped (%s)", exc)
             prepared = fp32_path
         try:
-            quantize_static(
-                str(prepared), str(out_path), _Reader(input_name, calibration),
-                quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.Percentile,
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
-                               "CalibPercentile": ONNX_CALIBRATION_PERCENTILE},
-            )
+            with library_output():
+                quantize_static(
+                    str(prepared), str(out_path), _Reader(input_name, calibration),
+                    quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.Percentile,
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                                   "CalibPercentile": ONNX_CALIBRATION_PERCENTILE},
+                )
         except Exception as exc:
             raise ExportError(f"ONNX int8 quantization failed: {exc}") from None
 

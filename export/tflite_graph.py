@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .convert import library_output
 from .errors import ExportError
 
 _PADDING = {0: "SAME", 1: "VALID"}
@@ -175,6 +176,7 @@ def quantize_int8(function, calibration: list[np.ndarray]) -> bytes:
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     try:
-        return converter.convert()
+        with library_output():
+            return converter.convert()
     except Exception as exc:  # the converter raises many unrelated types
         raise ExportError(f"int8 conversion of the rebuilt detector failed: {exc}") from None

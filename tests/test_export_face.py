@@ -16,7 +16,7 @@ from edge.face.preprocess import crops_to_batch
 from edge.manifest import REQUIRED_KEYS, load_manifest, sha256_file
 from export.sources import PINNED
 
-from .conftest import ROOT
+from .conftest import ROOT, run_export
 
 EMOTION_ARTIFACTS = ["emotion.fp32.tflite", "emotion.fp16.tflite", "emotion.int8.tflite",
                      "emotion.fp32.onnx", "emotion.int8.onnx"]
@@ -153,11 +153,15 @@ def test_onnx_int8_is_qdq_with_symmetric_quantization(face_models):
     assert dims == [1, 64, 64, 1]
 
 
+INT8_FLOOR = {"emotion.int8.tflite": 0.95, "emotion.int8.onnx": 0.95}  # both measured 96.0% on these crops
+PARITY_FLOOR = {"emotion.int8.tflite": 0.95, "emotion.int8.onnx": 0.96}  # measured 95.29% and 96.47% of 255 crops
+
+
 @pytest.mark.parametrize("name,min_agreement", [
     ("emotion.fp32.tflite", 0.999), ("emotion.fp32.onnx", 0.999), ("emotion.fp16.tflite", 0.98),
-    # Product bar for int8 TFLite is 98%; measured 94.5-96.1% depending on seed (see README), so this
-    # guards against regressions below the measured band rather than claiming the bar.
-    ("emotion.int8.tflite", 0.92), ("emotion.int8.onnx", 0.92),
+    # Just under what the locked toolchain measures on this set (docs/quantization.md), so a lock
+    # update that costs one crop of agreement fails here; the 98% int8 TFLite product bar is not met.
+    ("emotion.int8.tflite", INT8_FLOOR["emotion.int8.tflite"]), ("emotion.int8.onnx", INT8_FLOOR["emotion.int8.onnx"]),
 ])
 def test_artifact_agrees_with_float_model_on_real_faces(face_models, float_reference, name, min_agreement):
     batch, reference = float_reference
@@ -176,6 +180,24 @@ def test_parity_report_matches_a_fresh_measurement(face_models):
         assert 0 <= parity["mean_abs_prob_error"] <= parity["max_abs_prob_error"] <= 1
         assert parity["samples"] >= 200
     assert report["emotion.fp32.tflite"]["top1_agreement"] == 1.0
+
+
+def test_parity_json_int8_agreement_guarded(face_models):
+    """The export's own validation crops: int8 ONNX (what TensorRT builds from) >= 95%, both int8 just under measured."""
+    report = {row["artifact"]: row for row in json.loads((face_models / "parity.json").read_text())["artifacts"]}
+    assert report["emotion.int8.onnx"]["top1_agreement"] >= max(0.95, PARITY_FLOOR["emotion.int8.onnx"])
+    assert report["emotion.int8.tflite"]["top1_agreement"] >= PARITY_FLOOR["emotion.int8.tflite"]
+
+
+def test_two_exports_give_identical_artifacts(face_models, tmp_path):
+    """Same lock, same machine: every model file hashes the same (only manifests' timestamps and timings differ)."""
+    again = tmp_path / "face"
+    result = run_export("face", "--out", str(again))
+    assert result.returncode == 0, result.stderr[-2000:]
+    artifacts = sorted(p.name for p in face_models.iterdir() if p.suffix in (".tflite", ".onnx"))
+    assert len(artifacts) >= 7
+    for name in artifacts:
+        assert sha256_file(again / name) == sha256_file(face_models / name), name
 
 
 def test_int8_size_bar(face_models):

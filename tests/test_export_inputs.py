@@ -48,7 +48,7 @@ def test_users_onnx_model_gets_onnx_artifacts(face_models, tmp_path):
     report = json.loads((out / "parity.json").read_text())
     rows = {row["artifact"]: row for row in report["artifacts"]}
     assert rows["emotion.fp32.onnx"]["top1_agreement"] == 1.0
-    assert rows["emotion.int8.onnx"]["top1_agreement"] >= 0.9
+    assert rows["emotion.int8.onnx"]["top1_agreement"] >= 0.96  # measured 96.47%, as for the default export
 
 
 def _fails_cleanly(result, out, *needles):

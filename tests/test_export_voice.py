@@ -68,6 +68,9 @@ def test_float_model_is_the_trained_one(float_model, probe_clips):
     assert len(set(probs.argmax(1).tolist())) >= 2
 
 
+INT8_FLOOR = {"voice.int8.tflite": 0.95, "voice.int8.onnx": 0.95}  # both measured 100% on these windows
+
+
 def test_artifacts_agree_with_float_model_on_unseen_voices(voice_models, float_model, probe_clips):
     extractor = FeatureExtractor()
     windows = []
@@ -81,8 +84,9 @@ def test_artifacts_agree_with_float_model_on_unseen_voices(voice_models, float_m
         agreement = float(np.mean(probs.argmax(1) == reference.argmax(1)))
         error = float(np.abs(probs - reference).mean())
         if ".int8." in name:
-            # Measured ~0.83-0.91: one int8 scale spans MFCCs near -600 and mel powers near 0.
-            assert agreement >= 0.7, (name, agreement)
+            # Low because one int8 scale spans MFCCs near -600 and mel powers near 0; guarded just
+            # under what the locked toolchain measures, so a lock update that loses agreement fails.
+            assert agreement >= INT8_FLOOR[name], (name, agreement)
         else:
             assert agreement >= 0.98 and error < 5e-3, (name, agreement, error)
 

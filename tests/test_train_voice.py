@@ -76,6 +76,9 @@ def test_speaker_split_has_no_overlap(trained):
     assert len(test) == 2  # ceil(8 * 0.25)
 
 
+INT8_FLOOR = {"voice.int8.tflite": 0.95, "voice.int8.onnx": 0.95}  # both measured 100% with the locked toolchain
+
+
 def test_artifacts_agree_with_trained_model(trained):
     import keras
 
@@ -100,7 +103,7 @@ def test_artifacts_agree_with_trained_model(trained):
         agreement = float(np.mean(probs.argmax(1) == reference.argmax(1)))
         error = float(np.abs(probs - reference).mean())
         if ".int8." in name:
-            assert agreement >= 0.9 and error < 0.08, (name, agreement, error)
+            assert agreement >= INT8_FLOOR[name] and error < 0.08, (name, agreement, error)
         else:
             assert agreement >= 0.99 and error < 2e-3, (name, agreement, error)
     parity = json.loads((out / "parity.json").read_text())
