@@ -10,8 +10,9 @@ bin=.venv/bin
 seconds=${DEMO_SECONDS:-45}
 
 echo "== building the default models (converted, quantized and checked against the float models)"
-$bin/emotion-export face --out models/face
-$bin/emotion-export voice --out models/voice
+quiet() { "$@" 2> >(grep -v "XNNPACK delegate" >&2); }  # LiteRT's one start-up notice per process
+quiet $bin/emotion-export face --out models/face
+quiet $bin/emotion-export voice --out models/voice
 
 work=$(mktemp -d)
 pids=()

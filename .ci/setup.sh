@@ -34,7 +34,8 @@ fi
 if [ ! -f "$stamp" ]; then
   echo "setup: installing the locked Python packages into .venv (first run takes a few minutes)"
   rm -f .venv/.installed-*
-  .venv/bin/python -m pip install -q --require-hashes -r "$lock"
-  .venv/bin/python -m pip install -q --no-deps -e .
+  # (this machine's pip.conf names local indexes that may be absent: pip warns once per package)
+  .venv/bin/python -m pip install -q --require-hashes -r "$lock" 2> >(grep -v "^WARNING: Location" >&2)
+  .venv/bin/python -m pip install -q --no-deps -e . 2> >(grep -v "^WARNING: Location" >&2)
   touch "$stamp"
 fi

@@ -107,6 +107,18 @@ def _sigterm_unwinds():
         signal.signal(signal.SIGTERM, previous)
 
 
+def pretty_event(event) -> str:
+    """One line per event for people: values only where there are some, and why there are none yet."""
+    head = f"{event.timestamp}  {event.modality:<5} {event.kind:<11} {event.track_id:<9}"
+    if event.kind != "emotion":
+        return head
+    if event.extra.get("warming_up"):
+        return (f"{head} -         learning this wearer's baseline "
+                f"({event.extra.get('warmup_progress', 0.0):.0%} of eeg.warmup_s of clean signal)")
+    return (f"{head} {event.label or '-':<9} conf={event.confidence:.2f} valence={event.valence:+.2f} "
+            f"arousal={event.arousal:+.2f}")
+
+
 def _run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         stack.enter_context(_sigterm_unwinds())
@@ -139,9 +151,7 @@ def _run_in(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         if args.print_events:
             print(event.to_json(), flush=True)
         elif args.pretty:
-            print(f"{event.timestamp}  {event.modality:<5} {event.kind:<11} {event.track_id:<4} "
-                  f"{event.label or '-':<9} conf={event.confidence:.2f} valence={event.valence:+.2f} "
-                  f"arousal={event.arousal:+.2f}", flush=True)
+            print(pretty_event(event), flush=True)
 
     runtime = Runtime(config, on_event=show)
     code = runtime.run(duration=args.duration)
