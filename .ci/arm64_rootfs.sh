@@ -24,7 +24,7 @@ fi
 
 # qemu >= 8 (liblsl's UDP multicast discovery fails under bookworm's 7.2): trixie's static qemu-user, fetched with a
 # private apt state so the host's sources, pins and caches stay untouched.
-qemu_major=$(qemu-aarch64 --version 2>/dev/null | sed -n 's/^qemu-aarch64 version \([0-9]*\)\..*/\1/p')
+qemu_major=$({ qemu-aarch64 --version 2>/dev/null || true; } | sed -n 's/^qemu-aarch64 version \([0-9]*\)\..*/\1/p')
 if [ "${qemu_major:-0}" -lt 8 ] || [ ! -f /usr/lib/binfmt.d/qemu-aarch64.conf ]; then
   step "host qemu-user from trixie"
   t="$cache/apt-trixie"
@@ -39,6 +39,7 @@ if [ "${qemu_major:-0}" -lt 8 ] || [ ! -f /usr/lib/binfmt.d/qemu-aarch64.conf ];
   # bookworm's qemu-user-static conflicts with these (trixie's qemu-user is the static build itself).
   if dpkg -s qemu-user-static >/dev/null 2>&1; then dpkg -r qemu-user-static >/dev/null; fi
   dpkg -i "$t/debs/"*.deb >/dev/null
+  rm -f "$t/debs/"*.deb
 fi
 qemu-aarch64 --version | head -n1
 

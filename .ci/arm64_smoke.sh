@@ -17,5 +17,5 @@ arm64_install_bundle "$bundle"
 
 # Placeholder check until the bundle exists: the CLI starts on arm64 as the service user with the service's env file.
 echo "arm64-smoke: emotion-edge --help as emotion-edge"
-arm64_run_as_service /opt/emotion-edge/venv/bin/emotion-edge --help >/dev/null
+arm64_run_as_service /opt/emotion-edge/venv/bin/emotion-edge --help
 echo "arm64-smoke: ok (${#x86_events[@]} x86 event files given, not compared yet)"

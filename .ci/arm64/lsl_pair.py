@@ -30,6 +30,7 @@ def main() -> None:
             sample, _ = inlet.pull_sample(timeout=5.0)
             if sample is not None:
                 got.append(sample[0])
+        inlet.close_stream()
         print(f"lsl: resolved {name}, received {len(got)} samples, counter {got[:1]}..{got[-1:]}")
         sys.exit(0 if len(got) >= 50 else 1)
     finally:
