@@ -2,8 +2,8 @@
 # shellcheck shell=bash
 # API: arm64_cache | arm64_root | arm64_enter_mounts | arm64_leave_mounts | arm64_umount_under DIR | arm64_run CMD... | arm64_run_as_service CMD...
 #      arm64_copy_in HOST_PATH ROOT_DIR | arm64_install_bundle TARBALL
-# Knobs: EMOTION_EDGE_ARM64_ROOT (cached root dir), ARM64_QEMU_CPU (default cortex-a72: qemu's default CPU model
-#        miscomputes int8 TFLite), ARM64_SERVICE_USER (default emotion-edge), ARM64_ENV_FILE (default /etc/emotion-edge/env).
+# Knobs: EMOTION_EDGE_ARM64_ROOT (cached root dir), ARM64_QEMU_CPU (default cortex-a72, the Pi 4's core; the team
+#        measured int8 TFLite going wrong on qemu 7.2's default model), ARM64_SERVICE_USER (default emotion-edge), ARM64_ENV_FILE (default /etc/emotion-edge/env).
 
 ARM64_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ARM64_STAMP=.emotion-edge-ci-stamp
@@ -54,7 +54,8 @@ arm64_enter_mounts() {
     mkdir -p "$root$m"
     mount --bind "$m" "$root$m" && mount --make-private "$root$m"
   done
-  # onnxruntime segfaults at import when it parses the host's x86 cpuinfo: show it a Cortex-A72 (Pi 4) one.
+  # onnxruntime segfaults at import on the host's x86 cpuinfo: show a Cortex-A72 (Pi 4) one. Needed with qemu 7.2;
+  # qemu >= 8 answers /proc/cpuinfo itself from QEMU_CPU, so there it is only a fallback.
   mount --bind -o ro "$ARM64_LIB_DIR/cpuinfo" "$root/proc/cpuinfo"
 }
 
@@ -64,9 +65,10 @@ arm64_run() {
     QEMU_CPU="${ARM64_QEMU_CPU:-cortex-a72}" chroot "$(arm64_root)" "$@"
 }
 
-# Runs CMD... as the service user with the installed env file's variables (as systemd's EnvironmentFile would).
+# Runs CMD... as the service user with the env file's KEY=value lines (comments skipped; like `env $(cat FILE)`,
+# so values must not contain spaces or quotes).
 arm64_run_as_service() {
-  arm64_run /bin/sh -c 'u=$1 f=$2; shift 2; cd /
+  arm64_run /bin/sh -c 'u=$1 f=$2; shift 2; cd /; set -f
     exec runuser -u "$u" -- env $(grep -Ev "^[[:space:]]*(#|$)" "$f") "$@"' \
     sh "${ARM64_SERVICE_USER:-emotion-edge}" "${ARM64_ENV_FILE:-/etc/emotion-edge/env}" "$@"
 }
