@@ -28,7 +28,6 @@ from edge.errors import EdgeError
 
 log = logging.getLogger(__name__)
 
-INSTALL_SCRIPT = "firmware_config/liblsl/install_liblsl.sh"
 TIMESTAMP_MODES = ("auto", "lsl", "wall", "receive")
 DEFAULT_MUSE_LABELS = ("TP9", "AF7", "AF8", "TP10", "Right AUX")
 # stats()["state"] values, the same words as edge.sources.base uses, plus "error" (wrong stream).
@@ -52,8 +51,15 @@ def load_pylsl():
 def _liblsl_error(exc: Exception) -> EdgeError:
     return EdgeError(
         f"liblsl, the Lab Streaming Layer C library, could not be loaded ({exc}). The pylsl wheels for "
-        f"aarch64 (Raspberry Pi, Jetson) do not bundle it: run `sudo {INSTALL_SCRIPT}` from the source "
-        "tree, or point PYLSL_LIB at an existing liblsl.so, then start again.")
+        "aarch64 (Raspberry Pi, Jetson) do not bundle it: install with the device bundle, which ships "
+        "/opt/emotion-edge/lib/liblsl.so (docs/devices.md), or point PYLSL_LIB at an existing liblsl.so, "
+        "then start again.")
+
+
+def _liblsl_path(pylsl) -> str:
+    """Which liblsl this process uses (PYLSL_LIB, the wheel's copy or the system's), for the start-up log."""
+    library = getattr(getattr(pylsl, "lib", None), "lib", None)
+    return getattr(library, "_name", None) or "an unknown path"
 
 
 def to_unix(lsl_time: float | np.ndarray) -> float | np.ndarray:
@@ -179,6 +185,7 @@ class LSLSource:
     def __init__(self, config: LSLSourceConfig | None = None):
         self.config = (config or LSLSourceConfig()).validate()
         self._pylsl = load_pylsl()
+        log.info("liblsl %s loaded from %s", self._pylsl.library_version(), _liblsl_path(self._pylsl))
         self._queue: queue.Queue[Chunk] = queue.Queue(maxsize=self.config.queue_chunks)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
