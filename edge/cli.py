@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -107,6 +108,16 @@ def _sigterm_unwinds():
         signal.signal(signal.SIGTERM, previous)
 
 
+SECRET_FIELDS = ("password",)
+
+
+def masked(section) -> str:
+    """A config section as check-config prints it: secrets shown only as set or not, never their value."""
+    values = [(f.name, getattr(section, f.name)) for f in dataclasses.fields(section)]
+    shown = ", ".join(f"{name}={'<set>' if name in SECRET_FIELDS and value else value!r}" for name, value in values)
+    return f"{type(section).__name__}({shown})"
+
+
 def pretty_event(event) -> str:
     """One line per event for people: values only where there are some, and why there are none yet."""
     head = f"{event.timestamp}  {event.modality:<5} {event.kind:<11} {event.track_id:<9}"
@@ -201,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
 
             config = load_config(args.config)
             for name, section in config.sections.items():
-                print(f"[{name}] {section}")
+                print(f"[{name}] {masked(section)}")
             print(f"{args.config}: OK")
             return 0
         if args.command == "defaults":

@@ -130,3 +130,14 @@ def test_shipped_profiles_open_their_face_models(face_models, profile):
     from skimage import data
 
     assert len(pipeline.detector.detect(data.astronaut())) == 1
+
+
+def test_check_config_never_prints_the_broker_password(tmp_path):
+    path = tmp_path / "secret.toml"
+    path.write_text(toml_text({"mqtt": {"username": "kiosk", "password": "hunter2-secret"}}))
+    result = run_cli("check-config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "hunter2-secret" not in result.stdout + result.stderr
+    assert "username='kiosk'" in result.stdout and "password='<set>'" in result.stdout
+    path.write_text(toml_text({"mqtt": {"username": "kiosk"}}))
+    assert "password=''" in run_cli("check-config", str(path)).stdout
