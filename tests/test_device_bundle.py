@@ -245,7 +245,7 @@ def test_liblsl_wheel_with_another_hash_is_refused(tmp_path):
 
 @pytest.mark.parametrize("target, numpy, onnxruntime, opencv, tomli", [
     ("pi-aarch64", "2.4.6", "1.32.0", True, False),
-    ("jetson-aarch64", "2.2.6", "1.23.2", False, True),
+    ("jetson-aarch64", "1.26.4", "1.23.2", False, True),
     ("x86_64", "2.4.6", "1.32.0", True, False),
 ])
 def test_lock_is_evaluated_for_the_target_python_not_the_workstation(target, numpy, onnxruntime, opencv, tomli):
