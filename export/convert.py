@@ -161,7 +161,7 @@ def mse_activation_ranges(calibrated: bytes, calibration: np.ndarray, values_per
     """The calibrated model with each activation's min-max range replaced by its least-error range.
 
     Min-max calibration spends int8 steps on rare extremes; on the face model the refined ranges gave
-    fewer top-1 flips than min-max on every augmentation seed measured (README). Only plain per-tensor
+    fewer top-1 flips than min-max on every augmentation seed measured (docs/quantization.md). Only plain per-tensor
     activation ranges change; the graph's input and output keep theirs.
     """
     from ai_edge_litert.interpreter import Interpreter

@@ -40,7 +40,7 @@ class VoiceConfig:
     # model directory written by `emotion-export voice`
     models: str = "models/voice"
     # voice artifact in `models` (any .tflite or .onnx the export wrote); fp16 because the pretrained model's
-    # int8 artifacts agree with it on only about 90% of windows (see README)
+    # int8 artifacts agree with it on only about 90% of windows (docs/voice.md)
     model: str = "voice.fp16.tflite"
     # "auto" (by artifact format), "litert", "onnxruntime" or "tensorrt"
     backend: str = "auto"
