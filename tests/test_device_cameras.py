@@ -20,6 +20,7 @@ from edge.sources.camera import CameraConfig, CameraSource, source_kind
 from edge.sources.pi_camera import PiCameraCapture, camera_class
 
 from .runtime_helpers import run_cli, toml_text
+from .test_camera_source import wait_for
 
 HAVE_PICAMERA2 = importlib.util.find_spec("picamera2") is not None
 
@@ -68,15 +69,6 @@ def _bgr_frame(seed: int, height: int = 48, width: int = 64) -> np.ndarray:
     frame = np.empty((height, width, 3), np.uint8)
     frame[..., 0], frame[..., 1], frame[..., 2] = 10 + seed, 120, 230 - seed  # B, G, R
     return frame
-
-
-def _wait(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def _source(**camera) -> CameraSource:
@@ -189,7 +181,7 @@ def test_picamera2_failure_is_closed_and_reopened_with_backoff():
     source = CameraSource(CameraConfig(source="picamera2", reconnect_initial_s=0.05), camera_class=FailingOnce)
     source.start()
     try:
-        assert _wait(lambda: len(FakePicamera2.instances) >= 2 and source.stats()["state"] == RUNNING)
+        assert wait_for(lambda: len(FakePicamera2.instances) >= 2 and source.stats()["state"] == RUNNING)
         assert source.read(timeout=2.0) is not None
         stats = source.stats()
         assert stats["reconnects"] >= 1 and stats["recoveries"] >= 1
@@ -207,7 +199,7 @@ def test_picamera2_that_cannot_open_is_retried_and_stop_interrupts():
     source = CameraSource(CameraConfig(source="picamera2", reconnect_initial_s=0.05), camera_class=Busy)
     source.start()
     try:
-        assert _wait(lambda: source.stats()["state"] == RECONNECTING)
+        assert wait_for(lambda: source.stats()["state"] == RECONNECTING)
         assert "busy" in source.stats()["last_error"]
     finally:
         started = time.monotonic()
