@@ -177,8 +177,9 @@ def _run_in(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         print("\nevents: " + ", ".join(f"{name} x{count}" for name, count in sorted(labels.items())))
         for modality, health in summary["health"].items():
             stages = ", ".join(f"{stage} {times['median_ms']} ms" for stage, times in health.get("stages", {}).items())
-            print(f"{modality}: {health.get('frames', 0)} frames, median ms per stage run "
-                  f"(detect/classify on frames where the models ran): {stages}")
+            unit = next((key for key in ("frames", "windows", "chunks") if key in health), "frames")
+            note = " (detect/classify on frames where the models ran)" if modality == "face" else ""
+            print(f"{modality}: {health.get(unit, 0)} {unit}, median ms per stage run{note}: {stages}")
         mqtt = summary["mqtt"]
         print(f"mqtt: {mqtt.get('events_acked', 0)} events acknowledged by the broker, "
               f"{mqtt.get('spool_depth', 0)} still spooled")
