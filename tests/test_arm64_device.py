@@ -54,7 +54,7 @@ def _summary(events: list[dict], modality: str) -> list[tuple]:
     return [(e["kind"], e["track_id"], e["label"]) for e in events if e["modality"] == modality]
 
 
-def test_pi_bundle_runs_face_voice_and_eeg_on_arm64_as_the_service_user(face_models, voice_models, broker):
+def test_pi_bundle_runs_face_voice_and_eeg_on_arm64_as_the_service_user(face_models, voice_models, broker, capsys):
     assert os.geteuid() == 0, "CI must run the arm64 smoke test as root"
     # Under /tmp (bind-mounted into the arm64 root) and readable by the service user.
     work = Path(tempfile.mkdtemp(prefix="arm64-smoke-", dir="/tmp"))
@@ -113,5 +113,9 @@ def test_pi_bundle_runs_face_voice_and_eeg_on_arm64_as_the_service_user(face_mod
         assert face_arm == face_x86, (face_x86, face_arm)
         assert len({track for kind, track, _ in face_arm if kind == "track_start"}) >= 3
         assert _summary(arm_events, "voice") == _summary(x86_events, "voice")
+        counts = {m: sum(e["modality"] == m for e in arm_events) for m in ("face", "voice", "eeg")}
+        with capsys.disabled():
+            print(f"\narm64 smoke: {counts} events on arm64 (face and voice equal to x86), {len(received)} at the "
+                  f"broker, bundle {bundle.stat().st_size / 1e6:.1f} MB; {log.count('liblsl')} liblsl log line(s)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
