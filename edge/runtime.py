@@ -24,6 +24,7 @@ from .errors import EdgeError
 from .events import Event
 from .face.pipeline import FacePipeline
 from .publish.mqtt import MqttPublisher
+from .publish.spool import private_dir
 from .sources.base import ENDED
 from .sources.camera import CameraSource
 
@@ -251,8 +252,7 @@ class Runtime:
         modalities = [name for name, on in enabled.items() if on]
         if not modalities:
             raise EdgeError("no modality is enabled: set face.enabled, voice.enabled or eeg.enabled to true")
-        data = config.device.data_path
-        data.mkdir(parents=True, exist_ok=True)
+        data = private_dir(config.device.data_path)  # 0700, or a one-line EdgeError when it cannot be written
         self.workers: dict[str, Worker] = {}
         if config.face.enabled:
             self.workers["face"] = FaceWorker(self)

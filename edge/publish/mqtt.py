@@ -65,6 +65,7 @@ class MqttConfig:
     discovery: bool = True  # publish Home Assistant MQTT discovery configs
     discovery_prefix: str = "homeassistant"  # HA's discovery prefix; HA announces itself on <prefix>/status
     spool_max_events: int = 100_000  # undelivered events kept on disk; past it the oldest are dropped
+    spool_max_bytes: int = 64 * 1024 * 1024  # bytes of undelivered events kept on disk; past it the oldest are dropped
     max_inflight: int = 20  # events handed to the broker but not yet acknowledged
     reconnect_min_delay_s: float = 1.0  # first reconnect delay; doubles per failed attempt
     reconnect_max_delay_s: float = 60.0  # cap of the reconnect delay
@@ -99,6 +100,8 @@ class MqttConfig:
             raise bad("tls_cert_file", "and mqtt.tls_key_file must be set together for client certificates")
         if int(self.spool_max_events) < 1:
             raise bad("spool_max_events", f"must be at least 1, not {self.spool_max_events}")
+        if int(self.spool_max_bytes) < 65536:
+            raise bad("spool_max_bytes", f"must be at least 65536 (64 KiB), not {self.spool_max_bytes}")
         if int(self.max_inflight) < 1:
             raise bad("max_inflight", f"must be at least 1, not {self.max_inflight}")
         if not 0 < self.reconnect_min_delay_s <= self.reconnect_max_delay_s:
@@ -162,7 +165,7 @@ class MqttPublisher:
         self.device_id = device_id
         self.modalities = list(modalities)
         self.topics = Topics(config.topic_prefix, device_id)
-        self.spool = Spool(Path(spool_dir) / SPOOL_FILENAME, config.spool_max_events)
+        self.spool = Spool(Path(spool_dir) / SPOOL_FILENAME, config.spool_max_events, config.spool_max_bytes)
         self._protocol = "5" if config.protocol in ("5", "auto") else "3.1.1"
         self._client: paho.Client | None = None
         self._states: dict[str, str] = {}
@@ -505,7 +508,8 @@ class MqttPublisher:
             stats: dict[str, Any] = dict(self._counters)
             stats.update(connected=self._connected, protocol=self._protocol, inflight=len(self._inflight),
                          last_error=self._last_error)
-        stats.update(spool_depth=self.spool.depth(), spool_dropped=self.spool.dropped)
+        stats.update(spool_depth=self.spool.depth(), spool_dropped=self.spool.dropped,
+                     spool_drops=self.spool.drops)
         return stats
 
     def _refusal_message(self, code: int, reason: str) -> str:
