@@ -36,6 +36,8 @@ WAL_SIZE_LIMIT = 256 * 1024  # and truncate it back to this after each checkpoin
 SHRINK_AT_BYTES = 256 * 1024  # a drained spool whose free pages exceed this gives them back to the disk
 REOPEN_INTERVAL_S = 2.0  # how often a spool that could not be opened (disk full, I/O error) is retried
 SIDE_FILES = ("-wal", "-shm", "-journal")
+EVENTS_TABLE = ("CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "
+                "payload BLOB NOT NULL, qos INTEGER NOT NULL, created REAL NOT NULL)")
 
 _CORRUPT = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 _NOT_WRITABLE = {3, 8, 14, 23}  # SQLITE_PERM, SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_AUTH
@@ -140,7 +142,8 @@ class Spool:
         self._depth = 0
         self._bytes = 0
         private_dir(self.path.parent, "device.data_dir")
-        self._db: sqlite3.Connection | None = None
+        self._db = self._placeholder()
+        self._open_ok = False
         with self._lock:
             self._try_open(initial=True)
 
@@ -150,19 +153,19 @@ class Spool:
         """Open the spool (lock held); on a full or failing disk stay closed and retry later. Only the first
         open raises EdgeError for a spool that cannot be written at all: later ones run inside append()."""
         try:
-            self._db = self._open()
+            opened = self._open()
         except EdgeError as exc:
             if initial:
                 raise
-            self._db = None
             self._next_open = time.monotonic() + REOPEN_INTERVAL_S
             self._note_failure("read_only", exc)
             return False
         except (sqlite3.Error, OSError) as exc:
-            self._db = None
             self._next_open = time.monotonic() + REOPEN_INTERVAL_S
             self._note_failure(_reason(exc, self.path.parent), exc)
             return False
+        self._db.close()
+        self._db, self._open_ok = opened, True
         self._depth, self._bytes = self._db.execute(
             f"SELECT COUNT(*), COALESCE(SUM(length(topic) + length(payload)), 0) + {ROW_OVERHEAD} * COUNT(*) "
             "FROM events").fetchone()
@@ -215,12 +218,18 @@ class Spool:
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-            db.execute("CREATE TABLE IF NOT EXISTS events ("
-                       "id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL, "
-                       "qos INTEGER NOT NULL, created REAL NOT NULL)")
+            db.execute(EVENTS_TABLE)
         except BaseException:
             db.close()
             raise
+        return db
+
+    @staticmethod
+    def _placeholder() -> sqlite3.Connection:
+        """An empty in-memory stand-in while the file cannot be opened: every reader of `_db` sees an empty spool
+        instead of None, and append() stores nothing in it (it checks `_open_ok`)."""
+        db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        db.execute(EVENTS_TABLE)
         return db
 
     def _salvage_path(self) -> Path:
@@ -321,7 +330,7 @@ class Spool:
                 log.warning("MQTT event of %d bytes is larger than mqtt.spool_max_bytes (%d); dropped it",
                             size, self.max_bytes)
                 return None
-            if self._db is None and (time.monotonic() < self._next_open or not self._try_open()):
+            if not self._open_ok and (time.monotonic() < self._next_open or not self._try_open()):
                 self._count_drop(self._failing or "unavailable")
                 return None
             try:
@@ -391,7 +400,7 @@ class Spool:
     def peek(self, after_id: int = 0, limit: int = 100) -> list[SpooledMessage]:
         """The oldest `limit` messages with id > after_id, in order (none while the spool cannot be opened)."""
         with self._lock:
-            if self._db is None:
+            if not self._open_ok:
                 if time.monotonic() < self._next_open or not self._try_open():
                     return []
             try:
@@ -406,7 +415,7 @@ class Spool:
         """Delete a delivered message; False when it was already gone (dropped by the bound) or the delete
         failed (then it is sent again after a restart: at-least-once). A drained spool shrinks its file."""
         with self._lock:
-            if self._db is None:
+            if not self._open_ok:
                 return False
             try:
                 row = self._db.execute(f"SELECT length(topic) + length(payload) + {ROW_OVERHEAD} FROM events "
@@ -459,7 +468,8 @@ class Spool:
 
     def close(self) -> None:
         with self._lock:
-            if self._db is None:
+            if not self._open_ok:
+                self._db.close()
                 return
             try:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
