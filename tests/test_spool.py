@@ -110,7 +110,7 @@ def test_real_corruption_replays_readable_rows_and_keeps_one_corrupt_file(tmp_pa
         path.write_bytes(bytes(data))
         again = Spool(path)
         replayed = [m.payload for m in again.peek(limit=1000)]
-        assert len(payloads) * 0.8 < len(replayed) < len(payloads) and again.depth() == len(replayed)
+        assert len(payloads) - 10 <= len(replayed) < len(payloads) and again.depth() == len(replayed)  # one page lost
         assert replayed == [p for p in payloads if p in set(replayed)]  # oldest first, nothing invented
         assert again.append("t", "after") is not None
         assert len(list(tmp_path.glob("s.sqlite3.corrupt-*"))) == 1 and not list(tmp_path.glob("*.salvage"))

@@ -294,8 +294,8 @@ class Spool:
                 dst.execute(sql)
             columns = ", ".join(f'"{row[1]}"' for row in dst.execute(f'PRAGMA table_info("{name}")'))
             marks = ", ".join("?" * (columns.count(",") + 2))
-            last, step, misses = 0, 1, 0
-            while misses < 64:
+            last, misses = 0, 0
+            while misses < 96:
                 rows, failed = [], False
                 try:
                     for row in src.execute(f'SELECT rowid, {columns} FROM "{name}" WHERE rowid > ? ORDER BY rowid '
@@ -305,10 +305,11 @@ class Spool:
                     failed = True
                 if rows:
                     dst.executemany(f'INSERT OR IGNORE INTO "{name}" (rowid, {columns}) VALUES ({marks})', rows)
-                    last, step = rows[-1][0], 1
+                    last, misses = rows[-1][0], 0
                     copied += len(rows) if name == "events" else 0
-                if failed:  # an unreadable page: step over it, further each time it fails again
-                    last, step, misses = last + step, step * 2, misses + 1
+                if failed:  # an unreadable page: step over it one row at a time, then in growing leaps
+                    misses += 1
+                    last += 1 if misses <= 32 else 2 ** (misses - 32)
                 elif not rows:
                     break
         dst.execute("COMMIT")
