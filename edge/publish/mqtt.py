@@ -7,11 +7,25 @@ message id. Paho keeps unacknowledged QoS 1 messages across reconnects and resen
 the sender waits for those before submitting newer ones, so order holds across broker outages.
 A message may arrive twice when a PUBACK is lost with the connection (duplicate `seq`).
 
-Connection failures behave like this:
+Faults are named once per change of `stats()["state"]` (connecting, connected, unreachable, tls_failed,
+auth_failed, refused, stopped) with the fix in `stats()["last_error"]`; a condition that repeats (a retry
+failing the same way, a refused publish) is counted and summarised once per `_Repeats.interval_s`:
 - broker unreachable at `start()`: a warning; events are spooled and sent once it is reachable;
-- credentials refused (or not authorised) at `start()`: EdgeError naming the fix; refused later:
-  logged as an error on every attempt while paho keeps retrying with backoff;
-- broker without MQTT 5: with protocol "auto" the client falls back to 3.1.1, with "5" EdgeError.
+- TLS verification or handshake failure: state tls_failed, retried with backoff, never a plaintext fallback;
+- credentials refused (or not authorised) at `start()`: EdgeError naming the fix (exit 2); refused later
+  (the broker's password file changed while running): state auth_failed, retried with backoff;
+- broker without MQTT 5: with protocol "auto" the client falls back to 3.1.1, with "5" EdgeError;
+- a publish the broker refuses (MQTT 5 PUBACK reason >= 0x80, e.g. 0x87 not authorized by its ACL): the
+  event moves to the spool's dead_letter table with the reason, counted in `dead_letters`. MQTT 3.1.1 has
+  no reason codes: a broker that drops a publish its ACL denies still sends a plain PUBACK, so on 3.1.1
+  such events count as acknowledged and are lost; only the broker's own log shows the denial.
+
+Liveness for hubs: `online` (retained) is published on every (re)connect and the broker publishes the
+retained `offline` last will when the connection dies. A retained `online` can outlive the device (a broker
+restored from persistence after the device went off), so on MQTT 5 the retained availability and states
+carry a Message Expiry Interval of `retained_expiry_s` and are refreshed every third of it. The retained
+health message (no expiry) has a `timestamp` heartbeat: on 3.1.1, where nothing expires, hubs compare it
+with the health interval.
 """
 
 from __future__ import annotations
@@ -19,6 +33,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
+import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -27,6 +44,8 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from ..errors import EdgeError
 from ..events import MODALITIES, Event, utc_timestamp
@@ -67,8 +86,9 @@ class MqttConfig:
     spool_max_events: int = 100_000  # undelivered events kept on disk; past it the oldest are dropped
     spool_max_bytes: int = 64 * 1024 * 1024  # bytes of undelivered events kept on disk; past it the oldest are dropped
     max_inflight: int = 20  # events handed to the broker but not yet acknowledged
-    reconnect_min_delay_s: float = 1.0  # first reconnect delay; doubles per failed attempt
-    reconnect_max_delay_s: float = 60.0  # cap of the reconnect delay
+    reconnect_min_delay_s: float = 1.0  # floor of the reconnect delay; its random bound doubles per failed attempt
+    reconnect_max_delay_s: float = 10.0  # cap of the reconnect delay (each delay is jittered between floor and bound)
+    retained_expiry_s: int = 300  # MQTT 5: retained availability and state expire this long after the last refresh
     connect_timeout_s: float = 5.0  # how long start() waits for the first connection before going on offline
     drain_timeout_s: float = 5.0  # how long stop() waits for spooled events to be acknowledged
 
@@ -106,9 +126,45 @@ class MqttConfig:
             raise bad("max_inflight", f"must be at least 1, not {self.max_inflight}")
         if not 0 < self.reconnect_min_delay_s <= self.reconnect_max_delay_s:
             raise bad("reconnect_min_delay_s", "must be positive and not above mqtt.reconnect_max_delay_s")
+        if int(self.retained_expiry_s) < 0:
+            raise bad("retained_expiry_s", f"must be 0 (never expire) or more seconds, not {self.retained_expiry_s}")
+        if self.tls_insecure and not self.uses_tls:
+            raise bad("tls_insecure", "is set but TLS is off: set mqtt.tls = true (or mqtt.tls_ca_file), "
+                                      "or remove mqtt.tls_insecure")
+        if self.uses_tls:
+            self._check_tls_files(bad)
         for key in ("connect_timeout_s", "drain_timeout_s"):
             if getattr(self, key) < 0:
                 raise bad(key, f"must not be negative, not {getattr(self, key)}")
+
+    def _check_tls_files(self, bad) -> None:
+        """Load the TLS files the way the client will, so a wrong file stops the device at startup with the key
+        to fix instead of failing every handshake later."""
+        for key in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+            value = getattr(self, key)
+            if not value:
+                continue
+            try:
+                data = Path(value).read_bytes()
+            except OSError as exc:
+                raise bad(key, f"points to {value!r}, which cannot be read ({exc.strerror})") from exc
+            if b"-----BEGIN " not in data:
+                raise bad(key, f"{value!r} is not a PEM file (no '-----BEGIN' line): convert it with openssl")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if self.tls_ca_file:
+            try:
+                context.load_verify_locations(cafile=self.tls_ca_file)
+            except ssl.SSLError as exc:
+                raise bad("tls_ca_file", f"{self.tls_ca_file!r} holds no usable CA certificate ({exc.reason or exc})"
+                          ) from exc
+        if self.tls_cert_file:
+            try:
+                context.load_cert_chain(self.tls_cert_file, self.tls_key_file, password=lambda: b"")
+            except ssl.SSLError as exc:
+                raise bad("tls_key_file", f"{self.tls_key_file!r} does not match mqtt.tls_cert_file "
+                                          f"{self.tls_cert_file!r}, or one of them is invalid or the key is encrypted "
+                                          f"({exc.reason or exc}): give the unencrypted key of that certificate"
+                          ) from exc
 
     @property
     def uses_tls(self) -> bool:
@@ -137,17 +193,106 @@ class Topics:
 
 
 class _PahoLog(logging.LoggerAdapter):
-    """paho's log for one client, without the "Client is not connected" error paho's loop thread logs after
-    a deliberate disconnect(): a clean shutdown is not an error. Every other record passes unchanged."""
+    """paho's log for one client. paho logs every failed reconnect and lost socket at ERROR ("Client is not
+    connected", "failed to receive on socket"); the publisher names those once per state change itself, so
+    they are demoted to DEBUG. Exceptions raised in our callbacks ("Caught exception in ...") stay errors.
+    A socket error paho only reports here (a TLS alert from the broker after the handshake) is passed on."""
 
-    def __init__(self):
+    _NOISE = ("Client is not connected", "failed to receive on socket", "timeout on socket")
+
+    def __init__(self, on_socket_error=None):
         super().__init__(logging.getLogger(__name__ + ".paho"), {})
         self.disconnecting = threading.Event()
+        self._on_socket_error = on_socket_error
 
     def log(self, level, msg, *args, **kwargs):
-        if self.disconnecting.is_set() and str(msg).startswith("Client is not connected"):
-            return
+        text = str(msg)
+        if text.startswith(self._NOISE):
+            if self.disconnecting.is_set():
+                return
+            if self._on_socket_error and args and isinstance(args[0], ssl.SSLError):
+                self._on_socket_error(args[0])
+            level = min(level, logging.DEBUG)
         super().log(level, msg, *args, **kwargs)
+
+
+class Backoff:
+    """Reconnect delays with full jitter above a floor: attempt n waits uniform(min, min(max, min * 2**n)).
+
+    paho's own backoff doubles without jitter up to its cap, so devices that lost the same broker retry in
+    lockstep, and with a 60 s cap a device stayed offline long after the broker was back.
+    """
+
+    def __init__(self, min_s: float, max_s: float, rng: random.Random | None = None):
+        self.min_s, self.max_s = float(min_s), float(max_s)
+        self._rng = rng or random.Random()
+        self._attempt = 0
+        self.delays: list[float] = []  # the most recent delays, for health and tests
+
+    def next(self) -> float:
+        bound = min(self.max_s, self.min_s * 2 ** min(self._attempt, 32))
+        self._attempt += 1
+        delay = self._rng.uniform(self.min_s, bound)
+        self.delays = self.delays[-49:] + [delay]
+        return delay
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+class _Repeats:
+    """Log the first occurrence of a condition; count later ones and log a summary at most once per interval."""
+
+    interval_s = 60.0
+
+    def __init__(self, logger: logging.Logger):
+        self._log = logger
+        self._seen: dict[Any, list[float]] = {}  # key -> [time of the last line, occurrences not logged]
+
+    def note(self, key: Any, level: int, message: str) -> None:
+        now = time.monotonic()
+        entry = self._seen.get(key)
+        if entry is None:
+            self._seen[key] = [now, 0]
+            self._log.log(level, message)
+            return
+        entry[1] += 1
+        if now - entry[0] >= self.interval_s:
+            self._log.log(level, "%s (%d more time(s) in the last %.0f s)", message, entry[1], now - entry[0])
+            entry[0], entry[1] = now, 0
+
+    def forget(self, kind: str) -> None:
+        for key in [k for k in self._seen if k[0] == kind]:
+            del self._seen[key]
+
+
+class _Client(paho.Client):
+    """paho's client with connection errors reported and jittered reconnect delays.
+
+    paho swallows the exception of a failed (re)connect, so a certificate that fails verification looked
+    like a broker that is down; `reconnect` hands it to `on_connect_error` first. `_reconnect_wait` is
+    paho's hook between attempts; `disconnect()` cuts its wait short so shutdown stays fast.
+    """
+
+    def __init__(self, *args, on_connect_error, backoff: Backoff, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._on_connect_error = on_connect_error
+        self._backoff = backoff
+        self._stop_waiting = threading.Event()
+
+    def reconnect(self):
+        try:
+            return super().reconnect()
+        except OSError as exc:
+            self._on_connect_error(exc)
+            raise
+
+    def disconnect(self, *args, **kwargs):
+        self._stop_waiting.set()
+        return super().disconnect(*args, **kwargs)
+
+    def _reconnect_wait(self) -> None:
+        self._stop_waiting.wait(self._backoff.next())
 
 
 class MqttPublisher:
@@ -176,7 +321,7 @@ class MqttPublisher:
         self._connected = False
         self._resync = False  # a reconnect happened: let paho resend in-flight messages before newer ones
         self._fallback_requested = False
-        self._inflight: dict[int, int] = {}  # paho mid -> spool id
+        self._inflight: dict[int, tuple[int, str]] = {}  # paho mid -> (spool id, topic)
         self._early_acks: dict[int, Any] = {}  # PUBACKs that beat the mid registration
         self._last_submitted = 0
         self._last_refusal: tuple[int, str] | None = None
@@ -185,6 +330,13 @@ class MqttPublisher:
                           "events_acked": 0, "events_rejected": 0, "states_published": 0,
                           "health_published": 0, "discovery_published": 0, "connect_failures": 0}
         self._last_error = ""
+        self._state = "connecting"
+        self._problem: tuple[str, str] | None = None  # (state, kind) of the connection problem last logged
+        self._dead_letters = self.spool.dead_letters()  # kept over runs in the spool file
+        self._starting = False  # inside start(): a refused login is raised to the caller, not logged
+        self._repeats = _Repeats(log)
+        self._backoff = Backoff(config.reconnect_min_delay_s, config.reconnect_max_delay_s)
+        self._next_refresh = float("inf")
         self._unreachable = False  # the last TCP/TLS connection attempt failed
         self._closed = False
 
@@ -193,6 +345,13 @@ class MqttPublisher:
     def start(self) -> None:
         """Connect in the background; raises EdgeError when the broker refuses the configuration."""
         self._stopping.clear()
+        self._starting = True
+        try:
+            self._start_and_wait()
+        finally:
+            self._starting = False
+
+    def _start_and_wait(self) -> None:
         self._start_client()
         self._sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
         self._sender.start()
@@ -210,11 +369,12 @@ class MqttPublisher:
                 self._shutdown_client()
                 self.spool.close()
                 self._closed = True
+                self._state = "stopped"
                 raise EdgeError(self._refusal_message(*refusal))
             if unreachable and not fallback:
                 break
-        log.warning("MQTT broker %s:%d not reachable yet (%s); events are spooled to %s and sent when it is",
-                    self.config.host, self.config.port, self._last_error or "no answer", self.spool.path)
+        log.info("MQTT events are spooled to %s and sent once broker %s:%d accepts the connection",
+                 self.spool.path, self.config.host, self.config.port)
 
     def stop(self) -> None:
         """Flush what the broker accepts within drain_timeout_s, mark the device offline, disconnect."""
@@ -235,6 +395,8 @@ class MqttPublisher:
         self._shutdown_client()
         self.spool.close()
         self._closed = True
+        with self._lock:
+            self._state = "stopped"
 
     def _stop_sender(self) -> None:
         self._stopping.set()
@@ -247,9 +409,10 @@ class MqttPublisher:
         cfg = self.config
         client_id = cfg.client_id or f"emotion-edge-{self.device_id}"
         protocol = _PROTOCOLS[self._protocol]
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
-                             transport=cfg.transport, reconnect_on_failure=True)
-        self._paho_log = _PahoLog()
+        client = _Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
+                         transport=cfg.transport, reconnect_on_failure=True,
+                         on_connect_error=self._on_connect_error, backoff=self._backoff)
+        self._paho_log = _PahoLog(on_socket_error=self._on_connect_error)
         client.enable_logger(self._paho_log)
         username, password = cfg.credentials()
         if username is not None:
@@ -263,7 +426,6 @@ class MqttPublisher:
                                 "mqtt.tls_cert_file and mqtt.tls_key_file") from exc
             client.tls_insecure_set(cfg.tls_insecure)
         client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
-        client.reconnect_delay_set(cfg.reconnect_min_delay_s, cfg.reconnect_max_delay_s)
         client.max_inflight_messages_set(cfg.max_inflight + 10)  # room for state/discovery next to events
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -297,19 +459,24 @@ class MqttPublisher:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             code = reason_code.value
+            fallback = code == _UNSUPPORTED_PROTOCOL and self.config.protocol == "auto" and self._protocol == "5"
             with self._lock:
                 self._counters["connect_failures"] += 1
-                self._last_error = f"broker refused the connection: {reason_code}"
-                if code == _UNSUPPORTED_PROTOCOL and self.config.protocol == "auto" and self._protocol == "5":
+                if fallback:
                     self._fallback_requested = True
                     self._wake.set()
-                    log.warning("MQTT broker %s:%d does not speak MQTT 5; falling back to 3.1.1",
-                                self.config.host, self.config.port)
                 else:
                     self._last_refusal = (code, str(reason_code))
-                    log.error(self._refusal_message(code, str(reason_code)))
+            if fallback:
+                log.warning("MQTT broker %s:%d does not speak MQTT 5; falling back to 3.1.1",
+                            self.config.host, self.config.port)
+            else:
+                state = "auth_failed" if code in _AUTH_FAILURES else "refused"
+                self._set_state(state, self._refusal_message(code, str(reason_code)), f"connack-{code}",
+                                quiet=self._starting)
             self._first_outcome.set()
             return
+        self._backoff.reset()
         with self._lock:
             reconnect = self._counters["connects"] > 0
             self._counters["connects"] += 1
@@ -319,27 +486,64 @@ class MqttPublisher:
             self._unreachable = False
             self._last_refusal = None
             self._last_error = ""
-            states = list(self._states.items())
-        log.info("MQTT connected to %s:%d (MQTT %s)%s", self.config.host, self.config.port, self._protocol,
-                 " again" if reconnect else "")
-        client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
+            self._state, self._problem = "connected", None
+            self._repeats.forget("connection")
+        (log.warning if reconnect else log.info)("MQTT connected to %s:%d (MQTT %s)%s", self.config.host,
+                                                  self.config.port, self._protocol, " again" if reconnect else "")
+        self._publish_retained(client, discovery=self.config.discovery)
         if self.config.discovery:
             client.subscribe(f"{self.config.discovery_prefix}/status", qos=1)
-            self._publish_discovery(client)
-        for modality, payload in states:
-            client.publish(self.topics.state(modality), payload, qos=1, retain=True)
         self._first_outcome.set()
         self._wake.set()
 
     def _on_connect_fail(self, client, userdata) -> None:
         with self._lock:
-            first = self._counters["connect_failures"] == 0
             self._counters["connect_failures"] += 1
-            self._last_error = (f"cannot connect to {self.config.host}:{self.config.port} (broker down, wrong "
-                                "host/port, or TLS handshake refused)")
             self._unreachable = True
         self._first_outcome.set()
-        (log.warning if first else log.debug)("%s; retrying with backoff", self._last_error)
+
+    def _on_connect_error(self, exc: BaseException) -> None:
+        """The exception of a failed TCP/TLS connection attempt (paho thread), named with its fix."""
+        host, where = self.config.host, f"{self.config.host}:{self.config.port}"
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            why = str(exc.verify_message).rstrip(".")
+            kind, state = "verify", "tls_failed"
+            error = (f"TLS: certificate verify failed ({why}: wrong CA or hostname mismatch for host {host}): "
+                     "fix mqtt.tls_ca_file or mqtt.host")
+        elif isinstance(exc, ssl.SSLError):
+            # The broker's alert and a bare EOF alternate for one cause (a required client certificate): one kind.
+            kind, state = "handshake", "tls_failed"
+            error = (f"TLS: handshake with {where} failed ({exc.reason or exc}): check that mqtt.port is the "
+                     "broker's TLS listener and, if it requires client certificates, mqtt.tls_cert_file and "
+                     "mqtt.tls_key_file")
+        elif isinstance(exc, socket.gaierror):
+            kind, state = "dns", "unreachable"
+            error = f"cannot resolve broker host {host!r} ({exc.strerror}): fix mqtt.host"
+        elif isinstance(exc, ConnectionRefusedError):
+            kind, state = "refused", "unreachable"
+            error = f"broker {where} refused the TCP connection: broker down or wrong mqtt.port"
+        elif isinstance(exc, TimeoutError):
+            kind, state = "timeout", "unreachable"
+            error = f"no answer from broker {where}: broker down, firewall, or wrong mqtt.host"
+        else:
+            kind, state = type(exc).__name__, "unreachable"
+            error = f"cannot connect to broker {where}: {exc}"
+        self._set_state(state, error, kind)
+
+    def _set_state(self, state: str, error: str, kind: str, quiet: bool = False) -> None:
+        """Record a connection problem; logged once per change of (state, kind), repeats only summarised."""
+        with self._lock:
+            if self._stopping.is_set() and self._state == "stopped":
+                return
+            changed = (state, kind) != self._problem
+            self._state, self._last_error, self._problem = state, error, (state, kind)
+        if quiet:
+            return
+        if changed:
+            self._repeats.forget("connection")
+        cap = self.config.reconnect_max_delay_s
+        self._repeats.note(("connection", state, kind), logging.WARNING,
+                           f"MQTT {state}: {error}; retrying with backoff (at most {cap:g} s)")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._lock:
@@ -348,27 +552,35 @@ class MqttPublisher:
             if was_connected:
                 self._counters["disconnects"] += 1
                 self._resync = bool(self._inflight)
+                if not self._stopping.is_set():
+                    self._state, self._last_error = "connecting", f"connection lost ({reason_code})"
         if was_connected and not self._stopping.is_set():
             log.warning("MQTT connection lost (%s); spooling events until the broker is back", reason_code)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._lock:
-            spool_id = self._inflight.pop(mid, None)
-            if spool_id is None:
+            entry = self._inflight.pop(mid, None)
+            if entry is None:
                 self._early_acks[mid] = (reason_code, time.monotonic())
                 return
-            self._settle(mid, spool_id, reason_code)
+            self._settle(entry[0], entry[1], reason_code)
 
-    def _settle(self, mid: int, spool_id: int, reason_code) -> None:
+    def _settle(self, spool_id: int, topic: str, reason_code) -> None:
         """Called with self._lock held: the broker answered for one spooled event."""
         if reason_code.is_failure:
-            # The broker will never take this message (e.g. not authorised for the topic): drop it.
+            # The broker will never take this message (e.g. its ACL denies the topic): keep it aside with the
+            # reason so the queue moves on and nothing is lost.
+            reason = f"{reason_code} (0x{reason_code.value:02X})"
             self._counters["events_rejected"] += 1
-            self._last_error = f"broker rejected event {spool_id}: {reason_code}"
-            log.error("MQTT broker rejected an event (%s); dropping it", reason_code)
+            self._last_error = f"broker refused events on {topic}: {reason}"
+            self.spool.set_aside(spool_id, reason)
+            self._dead_letters += 1
+            self._repeats.note(("refused", topic, reason), logging.WARNING,
+                               f"MQTT broker refused events on {topic} ({reason}); they are kept in the "
+                               f"dead_letter table of {self.spool.path}: allow this topic in the broker's ACL")
         else:
             self._counters["events_acked"] += 1
-        self.spool.ack(spool_id)
+            self.spool.ack(spool_id)
         if not self._inflight:
             self._resync = False
         self._wake.set()
@@ -376,11 +588,29 @@ class MqttPublisher:
     def _on_message(self, client, userdata, message) -> None:
         if message.topic == f"{self.config.discovery_prefix}/status" and message.payload.strip() == b"online":
             log.info("Home Assistant came online; re-sending discovery")
+            self._publish_retained(client, discovery=True)
+
+    def _expiry(self) -> Properties | None:
+        """MQTT 5 Message Expiry Interval for retained liveness messages (None on 3.1.1 or when disabled)."""
+        if self._protocol != "5" or not self.config.retained_expiry_s:
+            return None
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.MessageExpiryInterval = int(self.config.retained_expiry_s)
+        return properties
+
+    def _publish_retained(self, client: paho.Client, discovery: bool = False) -> None:
+        """`online` and the latest states, retained (with expiry on MQTT 5); on connect and every third of the
+        expiry so they never lapse while the device runs."""
+        expiry = self._expiry()
+        client.publish(self.topics.availability, ONLINE, qos=1, retain=True, properties=expiry)
+        if discovery:
             self._publish_discovery(client)
-            with self._lock:
-                states = list(self._states.items())
-            for modality, payload in states:
-                client.publish(self.topics.state(modality), payload, qos=1, retain=True)
+        with self._lock:
+            states = list(self._states.items())
+            if self.config.retained_expiry_s:
+                self._next_refresh = time.monotonic() + self.config.retained_expiry_s / 3
+        for modality, payload in states:
+            client.publish(self.topics.state(modality), payload, qos=1, retain=True, properties=expiry)
 
     def _publish_discovery(self, client: paho.Client) -> None:
         for topic, payload in discovery_messages(self.device_id, self.modalities, self.topics,
@@ -401,10 +631,18 @@ class MqttPublisher:
                 if self._fallback_requested:
                     self._fall_back()
                     continue
+                self._refresh_retained()
                 self._submit_ready()
             except Exception:  # a long-running loop must survive; the spool still holds the events
                 log.exception("MQTT sender error; retrying")
                 time.sleep(0.5)
+
+    def _refresh_retained(self) -> None:
+        with self._lock:
+            due = self._connected and time.monotonic() >= self._next_refresh
+        client = self._client
+        if due and client is not None:
+            self._publish_retained(client)
 
     def _fall_back(self) -> None:
         self._shutdown_client()
@@ -433,9 +671,9 @@ class MqttPublisher:
                 self._last_submitted = message.id
                 early = self._early_acks.pop(info.mid, None)
                 if early is not None:
-                    self._settle(info.mid, message.id, early[0])
+                    self._settle(message.id, message.topic, early[0])
                 else:
-                    self._inflight[info.mid] = message.id
+                    self._inflight[info.mid] = (message.id, message.topic)
                 if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
                     self._resync = True
                     return
@@ -474,12 +712,14 @@ class MqttPublisher:
                 self._counters["states_published"] += 1
         client = self._client
         if connected and client is not None:
-            client.publish(self.topics.state(modality), payload, qos=1, retain=True)
+            client.publish(self.topics.state(modality), payload, qos=1, retain=True, properties=self._expiry())
 
     def publish_health(self, metrics: dict[str, Any]) -> dict[str, Any]:
         """Publish pipeline metrics plus MQTT/spool counters and CPU temperature; returns the payload.
 
-        Skipped while disconnected: health is periodic and only the latest value matters.
+        Skipped while disconnected: health is periodic and only the latest value matters. Its `timestamp` is
+        the heartbeat a hub compares with the health interval to tell a dead device (on MQTT 3.1.1 the only
+        way); it carries no expiry, so the last health stays as the device's "last seen".
         """
         stats = self.stats()
         payload = {
@@ -489,6 +729,7 @@ class MqttPublisher:
             "reconnects": stats["reconnects"],
             "spool_depth": stats["spool_depth"],
             "spool_dropped": stats["spool_dropped"],
+            "dead_letters": stats["dead_letters"],
             "cpu_temp_c": cpu_temperature_c(),
             "mqtt": stats,
         }
@@ -506,8 +747,10 @@ class MqttPublisher:
     def stats(self) -> dict[str, Any]:
         with self._lock:
             stats: dict[str, Any] = dict(self._counters)
-            stats.update(connected=self._connected, protocol=self._protocol, inflight=len(self._inflight),
-                         last_error=self._last_error)
+            stats.update(connected=self._connected, state=self._state, protocol=self._protocol,
+                         dead_letters=self._dead_letters,
+                         inflight=len(self._inflight), last_error=self._last_error,
+                         reconnect_delays_s=[round(d, 2) for d in self._backoff.delays[-5:]])
         stats.update(spool_depth=self.spool.depth(), spool_dropped=self.spool.dropped,
                      spool_drops=self.spool.drops)
         return stats

@@ -477,3 +477,47 @@ class Spool:
             except sqlite3.Error as exc:
                 log.debug("spool checkpoint failed: %s", exc)
             self._db.close()
+
+    _DEAD_LETTER_TABLE = ("CREATE TABLE IF NOT EXISTS dead_letter (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, "
+                          "payload BLOB NOT NULL, qos INTEGER NOT NULL, reason TEXT NOT NULL, time REAL NOT NULL)")
+
+    def set_aside(self, message_id: int, reason: str) -> None:
+        """Move a message the broker refused for good into `dead_letter` with the broker's reason, in one
+        transaction: it leaves the send queue (so it cannot block newer events) but is never deleted. When the
+        move fails (full disk) the message stays queued and is offered to the broker again after a restart."""
+        with self._lock:
+            if not self._open_ok:
+                return
+            try:
+                row = self._db.execute(f"SELECT length(topic) + length(payload) + {ROW_OVERHEAD} FROM events "
+                                       "WHERE id = ?", (int(message_id),)).fetchone()
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.execute(self._DEAD_LETTER_TABLE)
+                    moved = self._db.execute("INSERT OR REPLACE INTO dead_letter (id, topic, payload, qos, reason, "
+                                             "time) SELECT id, topic, payload, qos, ?, ? FROM events WHERE id = ?",
+                                             (str(reason), time.time(), int(message_id))).rowcount
+                    self._db.execute("DELETE FROM events WHERE id = ?", (int(message_id),))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                log.warning("MQTT spool could not set aside refused event %s (%s); it stays spooled", message_id, exc)
+                return
+            self._depth -= moved
+            if moved and row:
+                self._bytes -= row[0]
+
+    def dead_letters(self) -> int:
+        """How many refused messages are kept in `dead_letter` (over all runs); reading never writes."""
+        with self._lock:
+            try:
+                if not self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dead_letter'"
+                                        ).fetchone():
+                    return 0
+                return int(self._db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0])
+            except sqlite3.Error as exc:
+                log.debug("spool dead_letter count failed: %s", exc)
+                return 0
