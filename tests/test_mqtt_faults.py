@@ -158,6 +158,31 @@ def test_wrong_password_at_first_connect_exits_2(tmp_path, face_models):
         broker.stop()
 
 
+def test_login_refused_after_start_is_named_once_and_not_fatal(tmp_path, caplog):
+    """The broker comes back with a changed password file while the device runs: state auth_failed, one log
+    line over several refused attempts, events stay spooled; the device keeps running (it may be fixed remotely)."""
+    password_file = make_password_file(tmp_path / "passwd", "edge", "s3cret")
+    broker = Broker(tmp_path, password_file=password_file).start()
+    caplog.set_level(logging.INFO, logger="edge.publish")
+    pub = MqttPublisher(config(broker.port, username="edge", password="s3cret"), "dev1", ["face"], tmp_path / "spool")
+    try:
+        pub.start()
+        assert pub.is_connected()
+        broker.stop()
+        make_password_file(password_file, "edge", "rotated")
+        broker.start()
+        pub.publish_event(make_event(0))
+        assert wait_until(lambda: pub.stats()["state"] == "auth_failed", 10), pub.stats()
+        refusals = pub.stats()["connect_failures"]
+        assert wait_until(lambda: pub.stats()["connect_failures"] >= refusals + 3, 10)  # still retrying
+        named = [r for r in caplog.records if "refused the login" in r.getMessage()]
+        assert len(named) == 1 and named[0].levelno == logging.WARNING, [r.getMessage() for r in named]
+        assert "mqtt.password" in pub.stats()["last_error"] and pub.stats()["spool_depth"] == 1
+    finally:
+        pub.stop()
+        broker.stop()
+
+
 def acl_broker(tmp_path: Path) -> Broker:
     """Password file users `edge` (the device: availability, state and health only) and `watch` (reads all)."""
     password_file = make_password_file(tmp_path / "passwd", "edge", "s3cret")
