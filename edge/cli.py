@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pretty", action="store_true", help="print events and a closing summary for people to read")
     check = commands.add_parser("check-config", help="validate a config file and print the effective settings")
     check.add_argument("config", type=Path)
+    check.add_argument("--no-model-check", action="store_true",
+                       help="skip checking that the model directories exist (an install staged under another root, "
+                            "where absolute model paths point elsewhere)")
     commands.add_parser("defaults", help="print every option with its default and documentation (valid TOML)")
     commands.add_parser("simulate-muse", add_help=False,
                         help="publish a synthetic Muse EEG stream over LSL (see `simulate-muse --help`)")
@@ -212,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             from .config import load_config
 
             config = load_config(args.config)
+            if not args.no_model_check:
+                resolve_models(config)  # the model directories `run` would use must exist
             for name, section in config.sections.items():
                 print(f"[{name}] {masked(section)}")
             print(f"{args.config}: OK")

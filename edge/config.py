@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 from .backends.base import cache_directory
 from .eeg.config import EEGConfig
 from .errors import EdgeError
+from .events import MODALITIES
 from .face.pipeline import FaceConfig
 from .face.tracker import TrackerConfig
 from .publish.mqtt import MqttConfig
@@ -34,6 +36,11 @@ else:  # Python 3.10 on Jetson JetPack 6
     import tomli as tomllib
 
 
+# Levels a device publishes below its own id: a device with one of these as its id could, under a nested
+# topic prefix, publish exactly another device's topics.
+RESERVED_TOPIC_LEVELS = (*MODALITIES, "availability", "health")
+
+
 @dataclass
 class DeviceConfig:
     id: str = "emotion-edge"  # device id used in MQTT topics, events and Home Assistant
@@ -48,6 +55,9 @@ class DeviceConfig:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.id):
             raise EdgeError(f"device.id must be 1-64 letters, digits, '-' or '_' (it is part of MQTT topics), "
                             f"not {self.id!r}")
+        if self.id in RESERVED_TOPIC_LEVELS:
+            raise EdgeError(f"device.id {self.id!r} is a topic level every device publishes under its own id "
+                            f"(<prefix>/<id>/{self.id}/...); choose another id")
         if self.health_interval_s <= 0:
             raise EdgeError(f"device.health_interval_s must be > 0, not {self.health_interval_s!r}")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -112,6 +122,8 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise EdgeError(f"{where} must be a number, not {value!r}")
         value = float(value)
+        if not math.isfinite(value):  # TOML accepts nan and inf; no setting means either
+            raise EdgeError(f"{where} must be a finite number, not {value!r}")
     elif isinstance(default, str):
         if isinstance(value, int) and not isinstance(value, bool) and key == "source":
             value = str(value)  # camera.source = 0 means device index 0
@@ -147,9 +159,16 @@ def load_config(path: str | Path | None) -> AppConfig:
         return build_config({})
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
-        raise EdgeError(f"cannot read config file {path}: {exc.strerror}") from None
+        raise EdgeError(f"cannot read config file {path}: {exc.strerror}; check the path and that this user "
+                        "may read it") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise EdgeError(f"config file {path} is not UTF-8 text (byte offset {exc.start}, line {line}, is "
+                        f"{raw[exc.start]:#04x}); save it as UTF-8") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

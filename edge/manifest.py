@@ -123,3 +123,16 @@ def load_manifest(path: str | Path, verify: bool = True) -> Manifest:
     if verify:
         manifest.verify()
     return manifest
+
+
+def check_input_shape(manifest: Manifest, actual: tuple | list) -> None:
+    """Refuse a model whose real input is not the one the manifest promises: preprocessing builds inputs from
+    the manifest, so a mismatch would otherwise surface as a shape error on the first frame, or as garbage.
+    A dimension the model or manifest leaves open (None or -1, e.g. a dynamic batch) matches any size."""
+    declared = list(manifest.inputs[0].shape)
+    found = [-1 if size is None else int(size) for size in actual]
+    compatible = len(declared) == len(found) and all(
+        a == b or a in (None, -1) or b == -1 for a, b in zip(declared, found))
+    if not compatible:
+        raise EdgeError(f"model {manifest.artifact_path} takes input shape {tuple(found)} but its manifest "
+                        f"{manifest.path.name} says {tuple(declared)}; re-export with emotion-export")

@@ -3,12 +3,22 @@
 Data flows one way: source -> pipeline -> event -> publisher. Each modality runs in its own
 thread, so a slow model in one never stalls another; the main thread publishes health and
 waits for a stop signal (SIGTERM from systemd, SIGINT, or the end of a finite input).
+
+One runtime per data dir: an exclusive flock on `<data_dir>/lock` (holding the PID) is taken before
+anything else, because two instances on one config share a client id and a spool, knock each other
+off the broker and delete each other's spooled events. Under systemd (Type=notify) the runtime
+sends READY=1 once its pipelines run and WATCHDOG=1 only while every running pipeline progresses,
+so a hung camera read or model call gets the service restarted.
 """
 
 from __future__ import annotations
 
+import fcntl
+import ipaddress
 import logging
+import os
 import signal
+import socket
 import threading
 import time
 from collections import Counter, deque
@@ -21,7 +31,7 @@ import numpy as np
 from .backends import open_model
 from .config import AppConfig
 from .errors import EdgeError
-from .events import Event
+from .events import Event, start_run
 from .face.pipeline import FacePipeline
 from .publish.mqtt import MqttPublisher
 from .publish.spool import private_dir
@@ -29,6 +39,72 @@ from .sources.base import ENDED
 from .sources.camera import CameraSource
 
 log = logging.getLogger(__name__)
+
+LOCK_FILENAME = "lock"
+# Source counters that move while a source works: items arriving, or its retry loop going round while it
+# waits for an input (a camera being reopened, an EEG headband not switched on yet).
+PROGRESS_COUNTERS = ("captured", "read", "samples", "chunks", "reconnects", "resolves", "loops")
+
+
+def lock_data_dir(data: Path) -> int:
+    """Take the data dir's exclusive lock for this process's lifetime; returns the open lock file descriptor."""
+    path = data / LOCK_FILENAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise EdgeError(f"cannot open the lock file {path} ({exc.strerror}); make device.data_dir {data} writable "
+                        "by this user") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise EdgeError(f"device.data_dir {data} is in use by another emotion-edge (PID {holder}); stop that one, "
+                        "or give this instance its own device.data_dir and device.id") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (no DNS lookup: a name is trusted only when it says so)."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class SystemdNotifier:
+    """sd_notify(3) with the standard library: datagrams to $NOTIFY_SOCKET ('@' = abstract namespace).
+
+    `watchdog_s` is WatchdogSec as systemd passes it (WATCHDOG_USEC), or None without a watchdog."""
+
+    def __init__(self, environ=os.environ):
+        address = environ.get("NOTIFY_SOCKET", "")
+        self.address = "\0" + address[1:] if address.startswith("@") else address
+        usec, pid = environ.get("WATCHDOG_USEC", ""), environ.get("WATCHDOG_PID", "")
+        mine = not pid or pid == str(os.getpid())
+        self.watchdog_s = int(usec) / 1e6 if usec.isdigit() and int(usec) > 0 and mine else None
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) if self.address else None
+        self._failed = False
+
+    def notify(self, message: str) -> None:
+        if self._socket is None:
+            return
+        try:
+            self._socket.sendto(message.encode(), self.address)
+        except OSError as exc:
+            if not self._failed:
+                log.warning("cannot notify systemd through %s (%s)", self.address.replace("\0", "@"), exc)
+            self._failed = True
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
 
 class StageTimes:
@@ -61,9 +137,24 @@ class Worker(threading.Thread):
         self.items = 0
         self.times = StageTimes()
         self._item_times: deque = deque(maxlen=100)
+        self.last_progress = time.monotonic()
+        self.done = False  # the loop ended (input over or failed): no longer watched
+        self._counters: tuple = ()
+
+    def quiet_s(self) -> float:
+        """Longest time the source may legitimately go without a counter moving (one retry wait plus one
+        blocking open); the watchdog waits at least this long before it calls the pipeline hung."""
+        return 0.0
+
+    def _source_ticked(self) -> bool:
+        stats = self.source.stats()
+        counters = tuple(stats.get(key) for key in PROGRESS_COUNTERS)
+        moved, self._counters = counters != self._counters, counters
+        return moved
 
     def start(self) -> None:
         self.source.start()
+        self.last_progress = time.monotonic()
         super().start()
 
     def handle(self, item) -> None:
@@ -83,12 +174,15 @@ class Worker(threading.Thread):
                         log.info("%s input ended", self.modality)
                         runtime.source_ended(self.modality)
                         return
+                    if self._source_ticked():
+                        self.last_progress = time.monotonic()
                     continue
                 received = time.perf_counter()
                 self.handle(item)
                 self.times.add("total", (time.perf_counter() - received) * 1000)
                 self.items += 1
                 self._item_times.append(time.monotonic())
+                self.last_progress = self._item_times[-1]
         except EdgeError as exc:
             log.error("%s: %s", self.modality, exc)
             runtime.fail(str(exc), code=2)
@@ -96,6 +190,7 @@ class Worker(threading.Thread):
             log.exception("%s worker failed", self.modality)
             runtime.fail(f"{self.modality} worker failed (see the log above)")
         finally:
+            self.done = True
             self.finish()
 
     def rate(self) -> float:
@@ -117,6 +212,10 @@ class FaceWorker(Worker):
         self.pipeline = FacePipeline(config.face, config.tracker, config.smoothing, config.device.id,
                                      cache_dir=config.device.cache_path)
         super().__init__(runtime, camera)
+
+    def quiet_s(self) -> float:
+        camera = self.runtime.config.camera
+        return camera.reconnect_max_s + camera.open_timeout_s + camera.read_timeout_s
 
     def handle(self, frame) -> None:
         received = time.perf_counter()
@@ -164,6 +263,11 @@ class VoiceWorker(Worker):
         source = AudioFileSource(config.audio_file) if voice.source == "file" else MicrophoneSource(config.microphone)
         self._label: str | None = None
         super().__init__(runtime, source)
+
+    def quiet_s(self) -> float:
+        config = self.runtime.config
+        return config.microphone.backoff_max_s + config.microphone.stall_timeout_s \
+            if config.voice.source == "microphone" else 0.0
 
     def handle(self, window) -> None:
         event = self.pipeline.process(window)
@@ -217,6 +321,10 @@ class EEGWorker(Worker):
         self._last_event = -float("inf")
         super().__init__(runtime, source)
 
+    def quiet_s(self) -> float:
+        lsl = self.runtime.config.lsl
+        return lsl.backoff_max_s + 4 * lsl.resolve_timeout_s  # resolve, open, clock offset, stream info
+
     def handle(self, chunk) -> None:
         start = time.perf_counter()
         events = self.pipeline.process_chunk(chunk)
@@ -253,14 +361,26 @@ class Runtime:
         if not modalities:
             raise EdgeError("no modality is enabled: set face.enabled, voice.enabled or eeg.enabled to true")
         data = private_dir(config.device.data_path)  # 0700, or a one-line EdgeError when it cannot be written
-        self.workers: dict[str, Worker] = {}
-        if config.face.enabled:
-            self.workers["face"] = FaceWorker(self)
-        if config.voice.enabled:
-            self.workers["voice"] = VoiceWorker(self)
-        if config.eeg.enabled:
-            self.workers["eeg"] = EEGWorker(self)
-        self.publisher = MqttPublisher(config.mqtt, config.device.id, modalities, data / "spool")
+        self._lock_fd: int | None = lock_data_dir(data)
+        try:
+            self.run_number = start_run(data)
+            log.info("run %d of device %s (event ids are <device>-<run>-<seq>)", self.run_number, config.device.id)
+            _, password = config.mqtt.credentials()
+            if password and not config.mqtt.uses_tls and not is_loopback(config.mqtt.host):
+                log.warning("the MQTT password will be sent unencrypted to %s: set mqtt.tls = true (usually with "
+                            "mqtt.port = 8883), or use a broker on this machine", config.mqtt.host)
+            self.workers: dict[str, Worker] = {}
+            if config.face.enabled:
+                self.workers["face"] = FaceWorker(self)
+            if config.voice.enabled:
+                self.workers["voice"] = VoiceWorker(self)
+            if config.eeg.enabled:
+                self.workers["eeg"] = EEGWorker(self)
+            self.publisher = MqttPublisher(config.mqtt, config.device.id, modalities, data / "spool")
+        except BaseException:
+            self.release()
+            raise
+        self.notifier = SystemdNotifier()
 
     def emit(self, event: Event) -> None:
         self.counts[(event.modality, event.kind, event.label)] += 1
@@ -281,6 +401,29 @@ class Runtime:
     def health(self) -> dict[str, Any]:
         return {modality: worker.health() for modality, worker in self.workers.items()}
 
+    def release(self) -> None:
+        """Give up the data dir lock (a process that exits releases it anyway)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def stalled(self) -> list[str]:
+        """Running pipelines with no progress for max(WatchdogSec/2, the source's longest legitimate wait)."""
+        now, half = time.monotonic(), (self.notifier.watchdog_s or 0.0) / 2
+        return [modality for modality, worker in self.workers.items()
+                if not worker.done and now - worker.last_progress > max(half, worker.quiet_s())]
+
+    def _feed_watchdog(self) -> None:
+        stalled = self.stalled()
+        if not stalled:
+            self.notifier.notify("WATCHDOG=1")
+            self._reported_stall = False
+        elif not self._reported_stall:
+            quiet = time.monotonic() - min(self.workers[m].last_progress for m in stalled)
+            log.error("%s pipeline made no progress for %.0f s: no longer feeding the systemd watchdog, so the "
+                      "service is restarted", ", ".join(stalled), quiet)
+            self._reported_stall = True
+
     def run(self, duration: float | None = None) -> int:
         """Run until stopped, the inputs end, or `duration` seconds pass; returns an exit code."""
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -293,9 +436,21 @@ class Runtime:
         try:
             for worker in self.workers.values():
                 worker.start()
+            self.notifier.notify("READY=1")
+            watchdog = self.notifier.watchdog_s
+            for modality, worker in self.workers.items():
+                if watchdog and worker.quiet_s() >= watchdog:
+                    log.warning("%s: the source's retry and open timeouts add up to %.0f s, not below the "
+                                "systemd WatchdogSec of %.0f s: a long wait for the input restarts the service; "
+                                "lower them or raise WatchdogSec", modality, worker.quiet_s(), watchdog)
+            self._reported_stall = False
+            next_ping = time.monotonic()
             interval = self.config.device.health_interval_s
             next_health = time.monotonic()
             while not self.stopping.is_set():
+                if watchdog and time.monotonic() >= next_ping:
+                    self._feed_watchdog()
+                    next_ping = time.monotonic() + watchdog / 4
                 if time.monotonic() >= next_health:
                     self.publisher.publish_health(self.health())
                     next_health = time.monotonic() + interval
@@ -306,6 +461,9 @@ class Runtime:
             self.stopping.set()
             for worker in self.workers.values():
                 worker.stop()
+            self.notifier.notify("STOPPING=1")
             self.publisher.publish_health(self.health())
             self.publisher.stop()
+            self.notifier.close()
+            self.release()
         return self.exit_code if self.failure else 0

@@ -127,7 +127,9 @@ step "secrets file $etc/env (root only, 0600)"
 
 # From /: the bundle may sit in a home directory the service user cannot enter.
 as_user() { (cd / && runuser -u "$user" -- env PYLSL_LIB="$opt/lib/liblsl.so" "$@"); }
-if ! output=$(as_user "$venv/bin/emotion-edge" check-config "$etc/config.toml" 2>&1); then
+# Staged under EMOTION_EDGE_ROOT the config's /opt/... model paths are not yet where the models are; the
+# models themselves are checked below either way.
+if ! output=$(as_user "$venv/bin/emotion-edge" check-config ${root:+--no-model-check} "$etc/config.toml" 2>&1); then
   problem=$(printf '%s\n' "$output" | grep -m1 'emotion-edge: error:' || true)
   [ -n "$problem" ] || fail "the service user $user cannot run $venv/bin/emotion-edge ($(printf '%s\n' "$output" | tail -n1)); the running service was left as it was"
   fail "${problem#emotion-edge: error: }; fix it and run ./install.sh again (the running service was left as it was)"

@@ -89,9 +89,9 @@ def test_defaults_are_a_complete_valid_config():
     assert undocumented
 
 
-def test_check_config_command(tmp_path):
+def test_check_config_command(tmp_path, face_models):
     path = tmp_path / "ok.toml"
-    path.write_text(defaults_toml())
+    path.write_text(defaults_toml().replace('models = "models/face"', f'models = "{face_models}"', 1))
     result = run_cli("check-config", str(path))
     assert result.returncode == 0 and "OK" in result.stdout
 
@@ -132,12 +132,13 @@ def test_shipped_profiles_open_their_face_models(face_models, profile):
     assert len(pipeline.detector.detect(data.astronaut())) == 1
 
 
-def test_check_config_never_prints_the_broker_password(tmp_path):
+def test_check_config_never_prints_the_broker_password(tmp_path, face_models):
     path = tmp_path / "secret.toml"
-    path.write_text(toml_text({"mqtt": {"username": "kiosk", "password": "hunter2-secret"}}))
+    face = {"models": str(face_models)}  # check-config needs the model directory to exist
+    path.write_text(toml_text({"face": face, "mqtt": {"username": "kiosk", "password": "hunter2-secret"}}))
     result = run_cli("check-config", str(path))
     assert result.returncode == 0, result.stderr
     assert "hunter2-secret" not in result.stdout + result.stderr
     assert "username='kiosk'" in result.stdout and "password='<set>'" in result.stdout
-    path.write_text(toml_text({"mqtt": {"username": "kiosk"}}))
+    path.write_text(toml_text({"face": face, "mqtt": {"username": "kiosk"}}))
     assert "password=''" in run_cli("check-config", str(path)).stdout

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import EdgeError
-from ..manifest import Manifest, load_manifest
+from ..manifest import Manifest, check_input_shape, load_manifest
 from .base import Backend
 
 log = logging.getLogger(__name__)
@@ -45,5 +45,6 @@ def open_model(artifact: str | Path | Manifest, backend: str = "auto", threads: 
         )
     given = {"providers": providers, "cache_dir": cache_dir}
     model = cls(manifest, threads=threads, **{name: value for name, value in given.items() if name in cls.options})
+    check_input_shape(manifest, model.input_shape)
     log.info("%s runs on %s (%s)", manifest.artifact_path.name, key, model.provider)
     return model

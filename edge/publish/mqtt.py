@@ -110,8 +110,19 @@ class MqttConfig:
             raise bad("qos", f"must be 0, 1 or 2, not {self.qos!r}")
         for key in ("topic_prefix", "discovery_prefix"):
             value = getattr(self, key)
-            if not value or any(c in value for c in "+#\0") or value.startswith("/") or value.endswith("/"):
-                raise bad(key, f"{value!r} is not a valid topic prefix: no '+', '#', or leading/trailing '/'")
+            if not all(level and all(c.isascii() and (c.isalnum() or c in "_-") for c in level)
+                       for level in value.split("/")):
+                raise bad(key, f"{value!r} is not a valid topic prefix: use levels of letters, digits, '_' or '-' "
+                               "joined by single '/' (no '+', '#', '$', spaces, or empty levels such as 'a//b')")
+        # Topics are <topic_prefix>/<device_id>/..., so the level after the default prefix is a device id, and
+        # face/voice/eeg/availability/health are levels a device publishes under its id: a prefix that continues
+        # past the default one ("emotion_edge/kitchen") or holds such a level would put this device inside
+        # another device's subtree. Devices that share a custom prefix must use exactly the same one.
+        levels = self.topic_prefix.split("/")
+        if MqttConfig.topic_prefix in levels[:-1] or set(levels) & {*MODALITIES, "availability", "health"}:
+            raise bad("topic_prefix", f"{self.topic_prefix!r} would put this device inside another device's topics "
+                                      f"(<prefix>/<device_id>/...); use a prefix that ends in "
+                                      f"{MqttConfig.topic_prefix!r}, such as 'site1/{MqttConfig.topic_prefix}'")
         for key in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
             value = getattr(self, key)
             if value and not Path(value).is_file():

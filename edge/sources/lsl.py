@@ -196,7 +196,7 @@ class LSLSource:
         self._wall_offset = 0.0
         self._state = STOPPED
         self._counters = {"samples": 0, "chunks": 0, "read": 0, "dropped": 0, "gaps": 0, "dropped_samples": 0,
-                          "reconnects": 0, "connects": 0, "out_of_order": 0}
+                          "reconnects": 0, "connects": 0, "out_of_order": 0, "resolves": 0}
         self._recent: deque[tuple[float, int]] = deque()
         self._recent_gaps: deque[Gap] = deque(maxlen=50)
         self._last_data = 0.0
@@ -279,6 +279,7 @@ class LSLSource:
     def _run(self) -> None:
         backoff = self.config.backoff_initial_s
         while not self._stop.is_set():
+            self._counters["resolves"] += 1  # the runtime's watchdog sees a source waiting, not a hung one
             try:
                 inlet = self._connect()
             except EdgeError as exc:
