@@ -5,7 +5,7 @@ on-disk spool; one sender thread feeds the oldest spooled events to paho with a 
 flight, and a spool row is deleted only when `on_publish` reports the broker's PUBACK for its
 message id. Paho keeps unacknowledged QoS 1 messages across reconnects and resends them first;
 the sender waits for those before submitting newer ones, so order holds across broker outages.
-A message may arrive twice when a PUBACK is lost with the connection (duplicate `seq`).
+A message may arrive twice when a PUBACK is lost with the connection (duplicate `id`).
 
 Faults are named once per change of `stats()["state"]` (connecting, connected, unreachable, tls_failed,
 auth_failed, refused, stopped) with the fix in `stats()["last_error"]`; a condition that repeats (a retry
