@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from .conftest import ROOT
@@ -83,3 +84,13 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 def printed_events(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{\"device_id\"")]
+
+
+def wait_for(predicate, timeout: float = 5.0) -> bool:
+    """Poll `predicate` until it is true or `timeout` passes; its last answer counts."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())

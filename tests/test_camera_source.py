@@ -12,6 +12,7 @@ import pytest
 
 from edge.errors import EdgeError
 from edge.sources.camera import CameraConfig, CameraSource, source_kind
+from tests.runtime_helpers import wait_for
 from tests.videos import identify, pan_frames, photo, write_mjpg
 
 MATCH = 8.0  # mean abs difference (0-255) below which a decoded frame is "this reference frame"
@@ -31,15 +32,6 @@ def read_all(source: CameraSource, timeout: float = 2.0, limit: int = 1000):
             break
         got.append(frame)
     return got
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture

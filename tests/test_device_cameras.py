@@ -19,8 +19,7 @@ from edge.sources.base import RECONNECTING, RUNNING
 from edge.sources.camera import CameraConfig, CameraSource, source_kind
 from edge.sources.pi_camera import PiCameraCapture, camera_class
 
-from .runtime_helpers import run_cli, toml_text
-from .test_camera_source import wait_for
+from .runtime_helpers import run_cli, toml_text, wait_for
 
 HAVE_PICAMERA2 = importlib.util.find_spec("picamera2") is not None
 

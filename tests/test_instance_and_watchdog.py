@@ -20,7 +20,7 @@ from edge.runtime import is_loopback
 from tests.mqtt_broker import Subscriber, broker_fixture  # noqa: F401
 
 from .conftest import ROOT
-from .runtime_helpers import finish, kill, output, runtime_config, start_runtime, toml_text
+from .runtime_helpers import finish, kill, output, runtime_config, start_runtime, toml_text, wait_for
 
 PREFIX = "emotion_edge/testdev"
 
@@ -28,15 +28,6 @@ PREFIX = "emotion_edge/testdev"
 @pytest.fixture(scope="module")
 def demo_video(tmp_path_factory):
     return build_demo_video(tmp_path_factory.mktemp("video") / "demo.avi")
-
-
-def _wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_second_instance_on_one_data_dir_exits_2_naming_the_holder(broker, face_models, demo_video, tmp_path):
@@ -157,9 +148,9 @@ def test_watchdog_is_fed_while_frames_flow_and_starves_when_the_camera_read_hang
             writer = os.fdopen(fd, "wb")
             return True
 
-        assert _wait(open_writer, 60), err_path.read_text()[-3000:]
+        assert wait_for(open_writer, 60), err_path.read_text()[-3000:]
         video = demo_video.read_bytes()
-        assert _wait(lambda: notify.times("READY=1"), 60), err_path.read_text()[-3000:]
+        assert wait_for(lambda: notify.times("READY=1"), 60), err_path.read_text()[-3000:]
         flowing_from = time.monotonic()
         sent = 0
         while time.monotonic() - flowing_from < 5.0 and sent < len(video):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from tests.mqtt_broker import Broker, Subscriber, free_port, make_password_file
-from tests.runtime_helpers import finish, runtime_config, start_runtime
+from tests.runtime_helpers import finish, runtime_config, start_runtime, wait_for
 from tests.test_publish_mqtt import make_event
 from tests.videos import pan_frames, write_mjpg
 
@@ -57,15 +57,6 @@ def make_cert(directory: Path, ca: str, name: str, san: str = "") -> tuple[Path,
     return directory / f"{name}.pem", directory / f"{name}.key"
 
 
-def wait_until(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
 def retained(port: int, topic: str, wait: float = 1.0) -> list:
     sub = Subscriber(port, [topic])
     try:
@@ -94,7 +85,7 @@ def test_tls_failure_is_named_once_and_never_falls_back_to_plaintext(tmp_path, c
     try:
         pub.start()
         pub.publish_event(make_event(0))
-        assert wait_until(lambda: len(pub.stats()["reconnect_delays_s"]) >= 4, 10), pub.stats()
+        assert wait_for(lambda: len(pub.stats()["reconnect_delays_s"]) >= 4, 10), pub.stats()
         stats = pub.stats()
         assert not stats["connected"] and stats["state"] == "tls_failed", stats
         assert pub.publish_health({})["mqtt"]["state"] == "tls_failed"
@@ -172,9 +163,9 @@ def test_login_refused_after_start_is_named_once_and_not_fatal(tmp_path, caplog)
         make_password_file(password_file, "edge", "rotated")
         broker.start()
         pub.publish_event(make_event(0))
-        assert wait_until(lambda: pub.stats()["state"] == "auth_failed", 10), pub.stats()
+        assert wait_for(lambda: pub.stats()["state"] == "auth_failed", 10), pub.stats()
         refusals = pub.stats()["connect_failures"]
-        assert wait_until(lambda: pub.stats()["connect_failures"] >= refusals + 3, 10)  # still retrying
+        assert wait_for(lambda: pub.stats()["connect_failures"] >= refusals + 3, 10)  # still retrying
         named = [r for r in caplog.records if "refused the login" in r.getMessage()]
         assert len(named) == 1 and named[0].levelno == logging.WARNING, [r.getMessage() for r in named]
         assert "mqtt.password" in pub.stats()["last_error"] and pub.stats()["spool_depth"] == 1
@@ -205,7 +196,7 @@ def test_acl_refused_events_are_kept_in_dead_letter_with_reason(tmp_path, caplog
         assert pub.is_connected()
         for event in events:
             pub.publish_event(event)
-        assert wait_until(lambda: pub.stats()["events_rejected"] == len(events), 5), pub.stats()
+        assert wait_for(lambda: pub.stats()["events_rejected"] == len(events), 5), pub.stats()
         stats = pub.stats()
         assert stats["spool_depth"] == 0 and stats["dead_letters"] == len(events) and stats["events_acked"] == 0
         assert pub.publish_health({})["dead_letters"] == len(events)
@@ -234,7 +225,7 @@ def test_acl_denial_is_invisible_on_mqtt_311(tmp_path):
     try:
         pub.start()
         pub.publish_event(make_event(0))
-        assert wait_until(lambda: pub.stats()["events_acked"] == 1, 5)
+        assert wait_for(lambda: pub.stats()["events_acked"] == 1, 5)
         assert pub.stats()["dead_letters"] == 0
         assert "Denied PUBLISH" in broker.log()
     finally:
@@ -265,12 +256,12 @@ def test_short_outage_reconnects_within_the_cap_quietly_and_republishes_online(t
         pub.start()
         assert pub.is_connected()
         broker.stop()
-        assert wait_until(lambda: not pub.is_connected(), 5)
+        assert wait_for(lambda: not pub.is_connected(), 5)
         time.sleep(3.0)
         assert pub.stats()["state"] == "unreachable"
         broker.start()
         up = time.monotonic()
-        assert wait_until(pub.is_connected, 12.0), pub.stats()
+        assert wait_for(pub.is_connected, 12.0), pub.stats()
         took = time.monotonic() - up
         assert took <= 10.5, f"reconnected {took:.1f} s after the broker came back"
         delays = pub.stats()["reconnect_delays_s"]
@@ -310,7 +301,7 @@ def test_retained_availability_expires_when_the_device_is_gone(tmp_path):
         broker.process.kill()
         broker.process.wait()
         broker.process = None
-        assert wait_until(lambda: not pub.is_connected(), 5)
+        assert wait_for(lambda: not pub.is_connected(), 5)
     finally:
         pub.stop()  # the device goes off while the broker is down: it cannot publish offline
     broker.start()
