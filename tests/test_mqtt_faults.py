@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from tests.mqtt_broker import Broker, Subscriber, free_port, make_password_file
 from tests.runtime_helpers import finish, runtime_config, start_runtime, wait_for
+from tests.test_publish_mqtt import config as publisher_config
 from tests.test_publish_mqtt import make_event
 from tests.videos import pan_frames, write_mjpg
 
@@ -27,11 +28,9 @@ PREFIX = "emotion_edge/dev1"
 
 
 def config(port: int, **overrides) -> MqttConfig:
-    cfg = MqttConfig(host="127.0.0.1", port=port, discovery=False, reconnect_min_delay_s=0.2,
-                     reconnect_max_delay_s=0.5, connect_timeout_s=2.0, drain_timeout_s=2.0)
-    for key, value in overrides.items():
-        setattr(cfg, key, value)
-    return cfg
+    """The publisher tests' config with faster retries, so several failures fit in a test."""
+    return publisher_config(port, **{"reconnect_max_delay_s": 0.5, "connect_timeout_s": 2.0,
+                                     "drain_timeout_s": 2.0, **overrides})
 
 
 def openssl(directory: Path, *args: str) -> None:
