@@ -21,7 +21,8 @@ from tests.test_publish_mqtt import make_event
 from tests.videos import pan_frames, write_mjpg
 
 from edge.publish import MqttConfig, MqttPublisher
-from edge.publish.mqtt import Backoff, _Repeats
+from edge.backoff import Backoff
+from edge.logsummary import Repeats
 from edge.publish.spool import SPOOL_FILENAME
 
 PREFIX = "emotion_edge/dev1"
@@ -321,8 +322,7 @@ def test_retained_availability_expires_when_the_device_is_gone(tmp_path):
 
 def test_repeats_are_summarised_per_interval(caplog):
     caplog.set_level(logging.INFO, logger="test.repeats")
-    repeats = _Repeats(logging.getLogger("test.repeats"))
-    repeats.interval_s = 0.2
+    repeats = Repeats(logging.getLogger("test.repeats"), interval_s=0.2)
     for _ in range(5):
         repeats.note(("connection", "x"), logging.WARNING, "broker down")
     time.sleep(0.25)

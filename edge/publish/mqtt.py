@@ -9,7 +9,7 @@ A message may arrive twice when a PUBACK is lost with the connection (duplicate 
 
 Faults are named once per change of `stats()["state"]` (connecting, connected, unreachable, tls_failed,
 auth_failed, refused, stopped) with the fix in `stats()["last_error"]`; a condition that repeats (a retry
-failing the same way, a refused publish) is counted and summarised once per `_Repeats.interval_s`:
+failing the same way, a refused publish) is counted and summarised once per ``edge.logsummary.Repeats`'s interval`:
 - broker unreachable at `start()`: a warning; events are spooled and sent once it is reachable;
 - TLS verification or handshake failure: state tls_failed, retried with backoff, never a plaintext fallback;
 - credentials refused (or not authorised) at `start()`: EdgeError naming the fix (exit 2); refused later
@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import socket
 import ssl
 import threading
@@ -47,9 +46,11 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ..backoff import Backoff
 from ..errors import EdgeError
 from ..events import MODALITIES, Event, utc_timestamp
 from ..health import cpu_temperature_c
+from ..logsummary import Repeats
 from .discovery import discovery_messages
 from .spool import SPOOL_FILENAME, Spool
 
@@ -227,56 +228,6 @@ class _PahoLog(logging.LoggerAdapter):
         super().log(level, msg, *args, **kwargs)
 
 
-class Backoff:
-    """Reconnect delays with full jitter above a floor: attempt n waits uniform(min, min(max, min * 2**n)).
-
-    paho's own backoff doubles without jitter up to its cap, so devices that lost the same broker retry in
-    lockstep, and with a 60 s cap a device stayed offline long after the broker was back.
-    """
-
-    def __init__(self, min_s: float, max_s: float, rng: random.Random | None = None):
-        self.min_s, self.max_s = float(min_s), float(max_s)
-        self._rng = rng or random.Random()
-        self._attempt = 0
-        self.delays: list[float] = []  # the most recent delays, for health and tests
-
-    def next(self) -> float:
-        bound = min(self.max_s, self.min_s * 2 ** min(self._attempt, 32))
-        self._attempt += 1
-        delay = self._rng.uniform(self.min_s, bound)
-        self.delays = self.delays[-49:] + [delay]
-        return delay
-
-    def reset(self) -> None:
-        self._attempt = 0
-
-
-class _Repeats:
-    """Log the first occurrence of a condition; count later ones and log a summary at most once per interval."""
-
-    interval_s = 60.0
-
-    def __init__(self, logger: logging.Logger):
-        self._log = logger
-        self._seen: dict[Any, list[float]] = {}  # key -> [time of the last line, occurrences not logged]
-
-    def note(self, key: Any, level: int, message: str) -> None:
-        now = time.monotonic()
-        entry = self._seen.get(key)
-        if entry is None:
-            self._seen[key] = [now, 0]
-            self._log.log(level, message)
-            return
-        entry[1] += 1
-        if now - entry[0] >= self.interval_s:
-            self._log.log(level, "%s (%d more time(s) in the last %.0f s)", message, entry[1], now - entry[0])
-            entry[0], entry[1] = now, 0
-
-    def forget(self, kind: str) -> None:
-        for key in [k for k in self._seen if k[0] == kind]:
-            del self._seen[key]
-
-
 class _Client(paho.Client):
     """paho's client with connection errors reported and jittered reconnect delays.
 
@@ -345,7 +296,7 @@ class MqttPublisher:
         self._problem: tuple[str, str] | None = None  # (state, kind) of the connection problem last logged
         self._dead_letters = self.spool.dead_letters()  # kept over runs in the spool file
         self._starting = False  # inside start(): a refused login is raised to the caller, not logged
-        self._repeats = _Repeats(log)
+        self._repeats = Repeats(log)
         self._backoff = Backoff(config.reconnect_min_delay_s, config.reconnect_max_delay_s)
         self._next_refresh = float("inf")
         self._unreachable = False  # the last TCP/TLS connection attempt failed
