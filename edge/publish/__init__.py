@@ -1,6 +1,24 @@
-"""Getting events off the device: MQTT publishing with an on-disk spool and Home Assistant discovery."""
+"""Getting events off the device: MQTT publishing with an on-disk spool and Home Assistant discovery.
 
-from .mqtt import MqttConfig, MqttPublisher, Topics
+The spool, the topic names and discovery are stdlib only; paho is imported only when `MqttConfig` or
+`MqttPublisher` is first used (PEP 562), so `import edge.publish.spool` works on a machine without paho.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .spool import Spool
+from .topics import Topics
+
+if TYPE_CHECKING:
+    from .mqtt import MqttConfig, MqttPublisher
 
 __all__ = ["MqttConfig", "MqttPublisher", "Spool", "Topics"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("MqttConfig", "MqttPublisher"):
+        from . import mqtt
+        return getattr(mqtt, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import __version__
 from ..events import KINDS, MODALITIES
-
-if TYPE_CHECKING:
-    from .mqtt import Topics
+from .topics import Topics
 
 MANUFACTURER = "emotion-edge"
 MODEL = "Emotion edge runtime"

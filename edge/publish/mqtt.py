@@ -53,6 +53,7 @@ from ..health import cpu_temperature_c
 from ..logsummary import Repeats
 from .discovery import discovery_messages
 from .spool import SPOOL_FILENAME, Spool
+from .topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -187,21 +188,6 @@ class MqttConfig:
         username = os.environ.get(ENV_USERNAME) or self.username or None
         password = os.environ.get(ENV_PASSWORD) or self.password or None
         return username, password
-
-
-class Topics:
-    """Topic names under <prefix>/<device_id>."""
-
-    def __init__(self, prefix: str, device_id: str):
-        self.base = f"{prefix}/{device_id}"
-        self.availability = f"{self.base}/availability"
-        self.health = f"{self.base}/health"
-
-    def event(self, modality: str) -> str:
-        return f"{self.base}/{modality}/event"
-
-    def state(self, modality: str) -> str:
-        return f"{self.base}/{modality}/state"
 
 
 class _PahoLog(logging.LoggerAdapter):
