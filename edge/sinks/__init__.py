@@ -1,0 +1,45 @@
+"""Outputs are equal peers: each sink subscribes to the bus and handles messages on its own thread.
+
+A sink is one module with its own typed config and a class following `Sink`; it is registered in
+`SINKS` (name -> import path of its factory `make(config: AppConfig) -> Sink | None`, which returns
+None when the sink is disabled). The runtime starts every enabled sink; none knows about another.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol
+
+
+class Sink(Protocol):
+    name: str
+    accepts: tuple[type, ...]  # message types it wants from the bus: Observation, Event, HealthReport
+    queue_size: int  # its bus queue; the oldest message is dropped past this
+
+    def start(self) -> None:
+        """Open connections and servers; raise EdgeError for a configuration that cannot work (exit 2)."""
+
+    def handle(self, messages: list) -> None:
+        """Consume a batch of messages in publish order (called on this sink's own thread)."""
+
+    def stop(self) -> None:
+        """Flush and close; called after the bus delivered everything queued."""
+
+    def health(self) -> dict[str, Any]:
+        """Metrics for the health topic."""
+
+
+# name -> "module:factory"; the factory takes the AppConfig and returns a Sink, or None when disabled.
+SINKS: dict[str, str] = {
+    "mqtt": "edge.sinks.mqtt:make",
+}
+
+
+def make_sinks(config) -> list[Sink]:
+    sinks = []
+    for name, target in SINKS.items():
+        module, factory = target.split(":")
+        sink = getattr(importlib.import_module(module), factory)(config)
+        if sink is not None:
+            sinks.append(sink)
+    return sinks
