@@ -3,7 +3,7 @@
 For each emotion artifact / backend (int8 and fp32 TFLite on LiteRT, int8 and fp32 ONNX on ONNX
 Runtime; the detector runs on the same backend, int8 beside the int8 TFLite emotion model as the runtime default
 has it, else the published float one) and 1 and 2 inference threads, this process runs
-the loop the device runs: decode a frame (cv2.VideoCapture.read + BGR->RGB), FacePipeline.process
+the loop the device runs: decode a frame (cv2.VideoCapture.read + BGR->RGB), FaceAnalyzer.process + smoothing + event policy
 (detect, classify, plus tracking/smoothing/events as "other"), publish its events and state through
 MqttPublisher to a real mosquitto this script starts on a free loopback port. End-to-end fps =
 timed frames / wall time of that loop. Set beside it:
@@ -53,7 +53,11 @@ sys.path.insert(0, str(ROOT))
 import cv2
 
 from edge.demo import HEIGHT, WIDTH, build_demo_video
-from edge.face.pipeline import FaceConfig, FacePipeline
+from edge.face.analyzer import FaceAnalyzer
+from edge.face.config import FaceConfig
+from edge.policy import EventPolicy
+from edge.smoothing import ObservationSmoother, SmoothingConfig
+from edge.sources.camera import Frame
 from edge.publish.mqtt import MqttConfig, MqttPublisher
 from edge.sources.camera import CameraConfig, CameraSource
 
@@ -238,12 +242,40 @@ def face_config(models: Path, emotion: str, detector: str, backend: str, threads
                       infer_every=infer_every)
 
 
+
+class FaceLoop:
+    """The runtime's per-frame work without its threads: the analyzer, the shared smoother, the event policy."""
+
+    def __init__(self, config: FaceConfig):
+        self.analyzer = FaceAnalyzer(config)
+        self.smoother = ObservationSmoother({"face": (SmoothingConfig(), False)})
+        self.policy = EventPolicy("face", "bench", 0.0, config.state_interval_s)
+        self.timings_ms: dict[str, float] = {}
+        self.faces = 0
+
+    def process(self, image, timestamp: float) -> tuple[list, object]:
+        events, state = [], None
+        for raw in self.analyzer.process(Frame(image, timestamp, 0)):
+            observation, changed = self.smoother.update(raw)
+            new_events, new_state = self.policy.update(observation, changed)
+            events += new_events
+            state = new_state or state
+        self.timings_ms, self.faces = self.analyzer.timings_ms, self.analyzer.faces
+        return events, state
+
+    def close(self) -> list:
+        events = []
+        for raw in self.analyzer.close():
+            events += self.policy.update(self.smoother.update(raw)[0], False)[0]
+        return events
+
+
 def threaded_run(video: Path, config: FaceConfig, frames: int, warmup: int, port: int, workdir: Path) -> dict:
     """The runtime's own architecture: CameraSource decodes on its grab thread (an unpaced file: every frame,
     at most camera.prefetch ahead) while this thread runs the pipeline and publishes, so decode and inference
     overlap on the two cores. fps counts frames the pipeline processed; frames the grab thread overwrote
     unread would be reported as dropped, never counted."""
-    pipeline = FacePipeline(config, device_id="bench")
+    pipeline = FaceLoop(config)
     spool = Path(tempfile.mkdtemp(dir=workdir, prefix="spool-"))
     publisher = MqttPublisher(MqttConfig(host="127.0.0.1", port=port, discovery=False, client_id=spool.name),
                               "bench", ["face"], spool)
@@ -260,18 +292,16 @@ def threaded_run(video: Path, config: FaceConfig, frames: int, warmup: int, port
             frame = camera.read(timeout=10)
             if frame is None:
                 raise SystemExit(f"the camera source delivered no frame from {video}: {camera.stats()}")
-            result = pipeline.process(frame.image, frame.timestamp, time.perf_counter())
-            for event in result.events:
-                publisher.publish_event(event)
-            if result.state is not None:
-                publisher.publish_state("face", result.state)
-            events += len(result.events)
+            new_events, state = pipeline.process(frame.image, frame.timestamp)
+            publisher.publish_events(new_events)
+            if state is not None:
+                publisher.publish_state("face", state.to_dict())
+            events += len(new_events)
         seconds = time.perf_counter() - loop_start
         after = camera.stats()
     finally:
         camera.stop()
-        for event in pipeline.close():
-            publisher.publish_event(event)
+        publisher.publish_events(pipeline.close())
         publisher.stop()
     return {"frames": frames, "seconds": round(seconds, 4), "fps": round(frames / seconds, 2),
             "decoded": after["captured"] - before["captured"], "dropped": after["dropped"] - before["dropped"],
@@ -298,7 +328,7 @@ def pair_summary(paired: dict) -> dict:
 
 def pipeline_run(video: Path, config: FaceConfig, frames: int, warmup: int, port: int, workdir: Path) -> dict:
     """The device loop (decode -> pipeline -> publish) over `frames` timed frames."""
-    pipeline = FacePipeline(config, device_id="bench")
+    pipeline = FaceLoop(config)
     spool = Path(tempfile.mkdtemp(dir=workdir, prefix="spool-"))
     publisher = MqttPublisher(MqttConfig(host="127.0.0.1", port=port, discovery=False, client_id=spool.name),
                               "bench", ["face"], spool)
@@ -318,28 +348,26 @@ def pipeline_run(video: Path, config: FaceConfig, frames: int, warmup: int, port
             t0 = time.perf_counter()
             image = source.read()
             t1 = time.perf_counter()
-            result = pipeline.process(image, time.time(), t1)
+            new_events, state = pipeline.process(image, time.time())
             t2 = time.perf_counter()
-            for event in result.events:
-                publisher.publish_event(event)
-            if result.state is not None:
-                publisher.publish_state("face", result.state)
+            publisher.publish_events(new_events)
+            if state is not None:
+                publisher.publish_state("face", state.to_dict())
             t3 = time.perf_counter()
             stages["decode"].append((t1 - t0) * 1000)
-            detect = result.timings_ms.get("detect", 0.0)  # frames skipped by infer_every run no model
-            classify = result.timings_ms.get("classify", 0.0)
+            detect = pipeline.timings_ms.get("detect", 0.0)  # frames skipped by infer_every run no model
+            classify = pipeline.timings_ms.get("classify", 0.0)
             stages["detect"].append(detect)
             stages["classify"].append(classify)
             stages["other"].append((t2 - t1) * 1000 - detect - classify)
             stages["publish"].append((t3 - t2) * 1000)
-            events += len(result.events)
-            states += result.state is not None
-            faces += result.faces
+            events += len(new_events)
+            states += state is not None
+            faces += pipeline.faces
         seconds = time.perf_counter() - loop_start
     finally:
         source.close()
-        for event in pipeline.close():
-            publisher.publish_event(event)
+        publisher.publish_events(pipeline.close())
         publisher.stop()
     stats = publisher.stats()
     return {
@@ -366,11 +394,12 @@ def peak_rss_kib() -> int:
 def memory_child(args) -> int:
     """Child mode: run only the pipeline (with cv2 decoding) and report the RSS high-water mark."""
     config = face_config(Path(args.models), args.emotion, args.detector, args.backend, args.threads)
-    pipeline = FacePipeline(config, device_id="bench")
+    pipeline = FaceLoop(config)
     source = LoopingVideo(Path(args.video))
     faces = 0
     for _ in range(args.frames):
-        faces += pipeline.process(source.read(), time.time()).faces
+        pipeline.process(source.read(), time.time())
+        faces += pipeline.faces
     source.close()
     print(json.dumps({
         "maxrss_mb": round(peak_rss_kib() / 1024, 1), "frames": args.frames, "faces": faces,
@@ -613,7 +642,7 @@ def main(argv=None) -> int:
                           "cpus": os.cpu_count(), "opencv": cv2.__version__},
               "bars": {"decode_fraction": DECODE_BAR, "fer_multiple": FER_BAR}}
     fresh = measure_decode(video, args.frames, args.warmup, "fresh process (not used for the bar)")
-    FacePipeline(face_config(models, *ARTIFACTS[0], threads[0]), device_id="bench")  # as every e2e run has
+    FaceAnalyzer(face_config(models, *ARTIFACTS[0], threads[0]))  # as every e2e run has
     decodes = [measure_decode(video, args.frames, args.warmup, "before the runs")]
     midway = len(ARTIFACTS) * len(threads) * len(intervals) // 2
 

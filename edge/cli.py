@@ -129,8 +129,11 @@ def pretty_event(event) -> str:
     if event.extra.get("warming_up"):
         return (f"{head} -         learning this wearer's baseline "
                 f"({event.extra.get('warmup_progress', 0.0):.0%} of eeg.warmup_s of clean signal)")
-    return (f"{head} {event.label or '-':<9} conf={event.confidence:.2f} valence={event.valence:+.2f} "
-            f"arousal={event.arousal:+.2f}")
+    def number(value, form):
+        return "-" if value is None else format(value, form)
+
+    return (f"{head} {event.label or '-':<9} conf={number(event.confidence, '.2f')} "
+            f"valence={number(event.valence, '+.2f')} arousal={number(event.arousal, '+.2f')}")
 
 
 def _run(args: argparse.Namespace) -> int:

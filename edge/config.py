@@ -20,7 +20,7 @@ from .backends.base import cache_directory
 from .eeg.config import EEGConfig
 from .errors import EdgeError
 from .events import MODALITIES
-from .face.pipeline import FaceConfig
+from .face.config import FaceConfig
 from .face.tracker import TrackerConfig
 from .publish.mqtt import MqttConfig
 from .smoothing import SmoothingConfig

@@ -1,28 +1,34 @@
-"""The one versioned event every modality publishes (face, voice, eeg).
+"""The one versioned event every modality and the fusion publish (face, voice, eeg, fused).
 
-Schema `emotion-edge/event/1` (documented in README, checked by EVENT_JSON_SCHEMA):
+Schema `emotion-edge/event/2` (documented in README, checked by EVENT_JSON_SCHEMA):
 
-  schema        "emotion-edge/event/1"
+  schema        "emotion-edge/event/2"
   id            "<device_id>-<run>-<seq>": unique per device across restarts; consumers drop duplicates by it
   run           this device's run number: a counter in device.data_dir raised at every start (0 = no runtime)
   seq           per-run sequence number from 1, increasing; spots gaps and orders events within a run
   device_id     the device's configured id
-  modality      "face" | "voice" | "eeg"
+  modality      "face" | "voice" | "eeg" | "fused"
   kind          "emotion" (label changed or periodic state), "track_start", "track_end"
-  track_id      stable id of the face track, or the source name for voice / eeg
-  label         winning label, or null when nothing is classified (track_end, index-only eeg)
-  confidence    smoothed probability of `label` in [0, 1]
-  probabilities smoothed per-class probabilities {label: p}
-  valence       [-1, 1], circumplex mapping of the probabilities (edge.affect) or an eeg index
+  subject_id    whose affect: a face track id, "room" (voice), "wearer" (EEG headband, fused)
+  track_id      the same as subject_id (kept for version 1 consumers)
+  label         winning label, or null (nothing classified, or not confident enough: "uncertain")
+  confidence    [0, 1] trust in valence/arousal (a classifier's smoothed probability of `label`), or null
+  quality       [0, 1] quality of the input (face detector score, speech SNR, EEG contact), or null
+  probabilities smoothed per-class probabilities {label: p}; {} for estimators without classes
+  valence       [-1, 1], circumplex mapping of the probabilities (edge.affect), an index or the fusion; null = no data
   arousal       [-1, 1], likewise
+  contributions fused events: {modality: {"weight", "valence", "arousal", "confidence", "age_s", "subject"}}
+                (null entries for modalities without data); null for the other modalities
   timestamp     UTC time the input was captured, ISO 8601 with milliseconds and "Z"
-  model         {"id": model id, "sha256": artifact hash, "estimator": "classifier" | "index"}
+  model         {"id": model id, "sha256": artifact hash, "estimator": "classifier" | "calibrated" | "index" |
+                "prosody" | "fusion"}
   latency_ms    capture-to-event processing time
   extra         modality-specific details (face box, eeg signal quality, ...)
 
-`id` and `run` were added to version 1 without a bump: the change is additive (old consumers ignore
-them). A message delivered twice (at-least-once) repeats its `id`; `seq` alone repeats after every
-restart, so de-duplicating by `seq` drops real events.
+Changes from version 1: `subject_id`, `quality` and `contributions` are new; modality "fused" is new;
+`valence`, `arousal` and `confidence` are null when there is no data (version 1 sent 0, which looked
+like "neutral"). A message delivered twice (at-least-once) repeats its `id`; `seq` alone repeats after
+every restart, so de-duplicating by `seq` drops real events.
 """
 
 from __future__ import annotations
@@ -38,9 +44,10 @@ from typing import Any
 
 from .errors import EdgeError
 
-SCHEMA = "emotion-edge/event/1"
-MODALITIES = ("face", "voice", "eeg")
+SCHEMA = "emotion-edge/event/2"
+MODALITIES = ("face", "voice", "eeg", "fused")
 KINDS = ("emotion", "track_start", "track_end")
+ESTIMATORS = ("classifier", "calibrated", "index", "prosody", "fusion")
 
 RUN_FILENAME = "run"
 
@@ -102,21 +109,25 @@ class Event:
     kind: str
     track_id: str
     label: str | None
-    confidence: float
+    confidence: float | None
     probabilities: dict[str, float]
-    valence: float
-    arousal: float
+    valence: float | None
+    arousal: float | None
     timestamp: str
     model: dict[str, str]
     latency_ms: float
     extra: dict[str, Any] = field(default_factory=dict)
+    quality: float | None = None
+    contributions: dict[str, Any] | None = None
     seq: int = field(default_factory=lambda: next(_sequence))
     run: int = field(default_factory=current_run)
     id: str = field(init=False, default="")
+    subject_id: str = field(init=False, default="")
     schema: str = SCHEMA
 
     def __post_init__(self):
         self.id = f"{self.device_id}-{self.run}-{self.seq}"
+        self.subject_id = self.track_id
         if self.modality not in MODALITIES:
             raise ValueError(f"modality must be one of {MODALITIES}, not {self.modality!r}")
         if self.kind not in KINDS:
@@ -124,9 +135,8 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["confidence"] = round(float(self.confidence), 4)
-        data["valence"] = round(float(self.valence), 4)
-        data["arousal"] = round(float(self.arousal), 4)
+        for name in ("confidence", "valence", "arousal", "quality"):
+            data[name] = _round(getattr(self, name))
         data["latency_ms"] = round(float(self.latency_ms), 2)
         data["probabilities"] = {k: round(float(v), 4) for k, v in self.probabilities.items()}
         return data
@@ -135,12 +145,20 @@ class Event:
         return json.dumps(self.to_dict(), separators=(",", ":"))
 
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+_UNIT = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
+_SIGNED = {"type": ["number", "null"], "minimum": -1, "maximum": 1}
+
 EVENT_JSON_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "emotion-edge event v1",
+    "title": "emotion-edge event v2",
     "type": "object",
-    "required": ["schema", "id", "run", "seq", "device_id", "modality", "kind", "track_id", "label", "confidence",
-                 "probabilities", "valence", "arousal", "timestamp", "model", "latency_ms", "extra"],
+    "required": ["schema", "id", "run", "seq", "device_id", "modality", "kind", "subject_id", "track_id", "label",
+                 "confidence", "quality", "probabilities", "valence", "arousal", "contributions", "timestamp",
+                 "model", "latency_ms", "extra"],
     "additionalProperties": False,
     "properties": {
         "schema": {"const": SCHEMA},
@@ -150,18 +168,21 @@ EVENT_JSON_SCHEMA: dict[str, Any] = {
         "device_id": {"type": "string", "minLength": 1},
         "modality": {"enum": list(MODALITIES)},
         "kind": {"enum": list(KINDS)},
+        "subject_id": {"type": "string"},
         "track_id": {"type": "string"},
         "label": {"type": ["string", "null"]},
-        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "confidence": _UNIT,
+        "quality": _UNIT,
+        "contributions": {"type": ["object", "null"]},
         "probabilities": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}},
-        "valence": {"type": "number", "minimum": -1, "maximum": 1},
-        "arousal": {"type": "number", "minimum": -1, "maximum": 1},
+        "valence": _SIGNED,
+        "arousal": _SIGNED,
         "timestamp": {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"},
         "model": {
             "type": "object",
             "required": ["id", "sha256", "estimator"],
             "properties": {"id": {"type": "string"}, "sha256": {"type": "string"},
-                           "estimator": {"enum": ["classifier", "index"]}},
+                           "estimator": {"enum": list(ESTIMATORS)}},
         },
         "latency_ms": {"type": "number", "minimum": 0},
         "extra": {"type": "object"},

@@ -1,4 +1,4 @@
-"""Prediction smoothing shared by face, voice and EEG: steady labels from noisy per-frame scores.
+"""The one smoother shared by face, voice, EEG and fusion: steady labels from noisy per-frame scores.
 
 Per stream (a face track, a microphone, a headband) an exponential moving average of the
 probability vectors, then a label switch rule in the spirit of wake-word "patience": a new
@@ -6,6 +6,11 @@ label is adopted only once it leads the smoothed vector with at least `min_confi
 `dwell_s` seconds without interruption. The average is time-aware: `alpha` is the weight of
 one update at `alpha_interval_s` spacing, and a longer gap (a dropped frame) weighs the new
 vector more, so the time constant in seconds stays the same whatever the frame rate.
+
+`ObservationSmoother` applies this per (modality, subject) to the analyzers' raw observations: the
+probability vector (and its label rule), and valence, arousal, confidence and quality as scalars with the
+same time-aware weight. A value that is None in a raw observation (no data in that window) is None in
+the smoothed one too, and does not disturb the average kept for the next window with data.
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .errors import EdgeError
+from .observation import Observation
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +55,22 @@ class SmoothingConfig:
                 raise EdgeError(f"smoothing.{key} must be {wanted}, not {value!r}")
 
 
+def ema_weight(cfg: SmoothingConfig, dt: float | None) -> float:
+    """Weight of a new value after a gap of `dt` seconds: the same time constant whatever the update rate."""
+    if dt is None or cfg.alpha_interval_s == 0 or cfg.alpha >= 1.0:
+        return cfg.alpha
+    return 1.0 - (1.0 - cfg.alpha) ** (max(dt, 0.0) / cfg.alpha_interval_s)
+
+
 class Smoother:
     """Smoothing state of one stream."""
 
-    def __init__(self, labels: Sequence[str], config: SmoothingConfig | None = None):
+    def __init__(self, labels: Sequence[str], config: SmoothingConfig | None = None, release: bool = False):
+        """`release`: without a confident leader for `dwell_s` the label goes back to None ("uncertain");
+        otherwise the last adopted label is kept until another one leads."""
         self.config = config or SmoothingConfig()
         self.config.validate()
+        self.release = release
         self.labels = tuple(labels)
         if not self.labels:
             raise EdgeError("smoothing needs the model's class labels; the manifest lists none")
@@ -66,10 +82,7 @@ class Smoother:
 
     def weight(self, dt: float | None) -> float:
         """Weight of the new vector after a gap of `dt` seconds."""
-        cfg = self.config
-        if dt is None or cfg.alpha_interval_s == 0 or cfg.alpha >= 1.0:
-            return cfg.alpha
-        return 1.0 - (1.0 - cfg.alpha) ** (max(dt, 0.0) / cfg.alpha_interval_s)
+        return ema_weight(self.config, dt)
 
     def update(self, probs: Sequence[float], t: float) -> tuple[np.ndarray, str | None, bool]:
         """Fold in one probability vector captured at time `t` (seconds).
@@ -96,7 +109,13 @@ class Smoother:
         best = int(np.argmax(self.probs))
         leader = self.labels[best] if self.probs[best] >= self.config.min_confidence else None
         changed = False
-        if leader is None or leader == self.label:
+        if leader is None and self.release and self.label is not None:
+            if self._pending != "":
+                self._pending, self._pending_since = "", t
+            if t - self._pending_since >= self.config.dwell_s - 1e-9:
+                self.label, self._pending = None, None
+                changed = True
+        elif leader is None or leader == self.label:
             self._pending = None
         else:
             if leader != self._pending:
@@ -149,3 +168,77 @@ class SmootherBank:
     def drop(self, key: Hashable) -> None:
         """Forget a stream (its face track ended)."""
         self._streams.pop(key, None)
+
+
+class ObservationSmoother:
+    """One smoothing state per (modality, subject); a subject's "end" observation forgets it.
+
+    `configs` maps a modality to its SmoothingConfig and whether its label is released to None without a
+    confident leader (voice: a 4-class model with no neutral must be able to say "uncertain")."""
+
+    def __init__(self, configs: dict[str, tuple[SmoothingConfig, bool]]):
+        self.configs = configs
+        self._streams: dict[tuple[str, str], _Stream] = {}
+
+    def update(self, observation: Observation) -> tuple[Observation, bool]:
+        """The smoothed observation and whether its label changed with it."""
+        key = (observation.modality, observation.subject)
+        if observation.kind == "end":
+            self._streams.pop(key, None)
+            return observation, False
+        if observation.kind == "start":
+            return observation, False
+        stream = self._streams.get(key)
+        if stream is None:
+            config, release = self.configs.get(observation.modality, (SmoothingConfig(), False))
+            stream = self._streams[key] = _Stream(config, release)
+        return stream.update(observation)
+
+    def forget(self, modality: str) -> None:
+        """The modality's input restarted: its streams start over."""
+        for key in [key for key in self._streams if key[0] == modality]:
+            del self._streams[key]
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+
+class _Stream:
+    SCALARS = ("valence", "arousal", "confidence", "quality")
+
+    def __init__(self, config: SmoothingConfig, release: bool):
+        self.config, self.release = config, release
+        self.labels: Smoother | None = None
+        self.values: dict[str, float] = {}
+        self.times: dict[str, float] = {}
+        self.label: str | None = None  # of an estimator without classes: its label passes through
+
+    def update(self, raw: Observation) -> tuple[Observation, bool]:
+        t = raw.timestamp
+        changes: dict = {}
+        changed = False
+        if raw.probabilities:
+            names = tuple(raw.probabilities)
+            if self.labels is None or self.labels.labels != names:
+                self.labels = Smoother(names, self.config, self.release)
+            probs, label, changed = self.labels.update([raw.probabilities[name] for name in names], t)
+            changes["probabilities"] = {name: float(p) for name, p in zip(names, probs)}
+            changes["label"] = label
+        else:
+            changed, self.label = raw.label != self.label, raw.label
+        for name in self.SCALARS:
+            value = getattr(raw, name)
+            if value is None:
+                continue
+            last = self.values.get(name)
+            if last is None:
+                smoothed = float(value)
+            else:
+                weight = ema_weight(self.config, t - self.times[name])
+                smoothed = (1.0 - weight) * last + weight * float(value)
+            self.values[name], self.times[name] = smoothed, max(t, self.times.get(name, t))
+            changes[name] = smoothed
+        if raw.probabilities:  # a classifier's confidence is the smoothed probability of what it says
+            probs = changes["probabilities"]
+            changes["confidence"] = probs[changes["label"]] if changes["label"] is not None else max(probs.values())
+        return replace(raw, **changes), changed

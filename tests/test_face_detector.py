@@ -211,10 +211,11 @@ def test_zero_area_box_does_not_stall_nms():
 def test_int8_emotion_crops_are_the_quantized_float_crops(face_models):
     """The pipeline's crop table gives exactly what quantizing the float crops would, for any crop size."""
     from edge.backends.base import quantize
-    from edge.face.pipeline import FaceConfig, FacePipeline
+    from edge.face.analyzer import FaceAnalyzer
+    from edge.face.config import FaceConfig
     from edge.face.preprocess import crops_to_batch
 
-    pipeline = FacePipeline(FaceConfig(models=str(face_models), emotion="emotion.int8.tflite"))
+    pipeline = FaceAnalyzer(FaceConfig(models=str(face_models), emotion="emotion.int8.tflite"))
     quantization = pipeline.model.input_quantization
     assert quantization is not None and pipeline._crop_table is not None
     rng = np.random.default_rng(5)

@@ -20,7 +20,8 @@ from edge.backends.tensorrt import engine_path
 from edge.config import DeviceConfig, build_config
 from edge.demo import build_demo_video
 from edge.errors import EdgeError
-from edge.face.pipeline import FaceConfig, FacePipeline
+from edge.face.analyzer import FaceAnalyzer
+from edge.face.config import FaceConfig
 from edge.manifest import load_manifest
 from tests.mqtt_broker import Subscriber, broker_fixture  # noqa: F401
 
@@ -69,7 +70,7 @@ def test_jetson_provider_list_runs_on_cpu_here(face_models):
 
 
 def test_litert_reports_the_same_keys(face_models):
-    pipeline = FacePipeline(FaceConfig(models=str(face_models)))
+    pipeline = FaceAnalyzer(FaceConfig(models=str(face_models)))
     assert pipeline.model.describe() == {"backend": "litert", "provider": "CPU", "artifact": "emotion.int8.tflite"}
 
 

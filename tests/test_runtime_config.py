@@ -106,7 +106,7 @@ def test_config_errors_in_process():
 def test_face_threads_auto_leaves_a_core_for_the_camera():
     import os
 
-    from edge.face.pipeline import FaceConfig
+    from edge.face.config import FaceConfig
 
     assert FaceConfig().threads == 0
     assert FaceConfig().inference_threads() == max(1, min(2, (os.cpu_count() or 1) - 1))
@@ -120,11 +120,11 @@ def test_face_threads_auto_leaves_a_core_for_the_camera():
 def test_shipped_profiles_open_their_face_models(face_models, profile):
     """Each device profile's face artifacts and backend fit together (the models path points at this export)."""
     from edge.config import load_config
-    from edge.face.pipeline import FacePipeline
+    from edge.face.analyzer import FaceAnalyzer
 
     config = load_config(profile)
     config.face.models = str(face_models)
-    pipeline = FacePipeline(config.face)
+    pipeline = FaceAnalyzer(config.face)
     assert pipeline.detector.model.manifest.data["task"] == "face_detection"
     assert pipeline.model.manifest.data["task"] == "face_emotion"
     from skimage import data
