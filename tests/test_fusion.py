@@ -127,7 +127,7 @@ def test_binding_picks_the_largest_or_the_most_central_among_live_tracks():
     end = face(T0 + 0.2, subject="face-0", kind="end")
     for rule, expected in (("largest", "face-1"), ("central", "face-2"), ("face-2", "face-2")):
         fusion = Fusion(FusionConfig(face_binding=rule))
-        feed(fusion, first, corner, centre, no_box)
+        feed(fusion, first, no_box, centre, corner)  # neither winner arrives first
         assert fusion.bound_face == ("face-0" if rule != "face-2" else "face-2"), rule
         rebound = fusion.update(end)
         assert fusion.bound_face == expected, rule
