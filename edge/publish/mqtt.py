@@ -270,17 +270,18 @@ class MqttPublisher:
         self._resync = False  # a reconnect happened: let paho resend in-flight messages before newer ones
         self._fallback_requested = False
         self._inflight: dict[int, tuple[int, str]] = {}  # paho mid -> (spool id, topic)
+        self._settled: list[tuple[int, str, Any]] = []  # (spool id, topic, reason code) the spool has yet to apply
         self._early_acks: dict[int, Any] = {}  # PUBACKs that beat the mid registration
         self._last_submitted = 0
         self._last_refusal: tuple[int, str] | None = None
         self._sender: threading.Thread | None = None
         self._counters = {"connects": 0, "reconnects": 0, "disconnects": 0, "events_spooled": 0,
                           "events_acked": 0, "events_rejected": 0, "states_published": 0,
-                          "health_published": 0, "discovery_published": 0, "connect_failures": 0}
+                          "health_published": 0, "discovery_published": 0, "connect_failures": 0,
+                          "events_dropped_stopped": 0}
         self._last_error = ""
         self._state = "connecting"
         self._problem: tuple[str, str] | None = None  # (state, kind) of the connection problem last logged
-        self._dead_letters = self.spool.dead_letters()  # kept over runs in the spool file
         self._starting = False  # inside start(): a refused login is raised to the caller, not logged
         self._repeats = Repeats(log)
         self._backoff = Backoff(config.reconnect_min_delay_s, config.reconnect_max_delay_s)
@@ -333,6 +334,7 @@ class MqttPublisher:
             self._wake.set()
             time.sleep(0.02)
         self._stop_sender()
+        self._apply_settled()
         client = self._client
         if client is not None and self.is_connected():
             info = client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
@@ -341,6 +343,8 @@ class MqttPublisher:
             except (RuntimeError, ValueError) as exc:
                 log.warning("could not publish offline availability: %s", exc)
         self._shutdown_client()
+        self._apply_settled()
+        self._repeats.flush()
         self.spool.close()
         self._closed = True
         with self._lock:
@@ -514,24 +518,38 @@ class MqttPublisher:
             self._settle(entry[0], entry[1], reason_code)
 
     def _settle(self, spool_id: int, topic: str, reason_code) -> None:
-        """Called with self._lock held: the broker answered for one spooled event."""
-        if reason_code.is_failure:
-            # The broker will never take this message (e.g. its ACL denies the topic): keep it aside with the
-            # reason so the queue moves on and nothing is lost.
-            reason = f"{reason_code} (0x{reason_code.value:02X})"
-            self._counters["events_rejected"] += 1
-            self._last_error = f"broker refused events on {topic}: {reason}"
-            self.spool.set_aside(spool_id, reason)
-            self._dead_letters += 1
-            self._repeats.note(("refused", topic, reason), logging.WARNING,
-                               f"MQTT broker refused events on {topic} ({reason}); they are kept in the "
-                               f"dead_letter table of {self.spool.path}: allow this topic in the broker's ACL")
-        else:
-            self._counters["events_acked"] += 1
-            self.spool.ack(spool_id)
+        """Called with self._lock held: the broker answered for one spooled event. The spool is updated by the
+        sender thread (`_apply_settled`), in one transaction per batch, so paho's network thread never waits
+        for SQLite."""
+        self._settled.append((spool_id, topic, reason_code))
         if not self._inflight:
             self._resync = False
         self._wake.set()
+
+    def _apply_settled(self) -> None:
+        """Delete acknowledged events and set aside refused ones, a batch at a time (sender thread, or stop())."""
+        with self._lock:
+            settled, self._settled = self._settled, []
+        if not settled:
+            return
+        acked = [spool_id for spool_id, _, code in settled if not code.is_failure]
+        refused = [(spool_id, topic, f"{code} (0x{code.value:02X})") for spool_id, topic, code in settled
+                   if code.is_failure]
+        if acked:
+            self.spool.ack_many(acked)
+        if refused:
+            # The broker will never take these messages (e.g. its ACL denies the topic): keep them aside with
+            # the reason so the queue moves on; they stay until the spool's bounds need their room.
+            self.spool.set_aside_many((spool_id, reason) for spool_id, _, reason in refused)
+        with self._lock:
+            self._counters["events_acked"] += len(acked)
+            self._counters["events_rejected"] += len(refused)
+            if refused:
+                self._last_error = f"broker refused events on {refused[-1][1]}: {refused[-1][2]}"
+        for _, topic, reason in refused:
+            self._repeats.note(("refused", topic, reason), logging.WARNING,
+                               f"MQTT broker refused events on {topic} ({reason}); they are kept in the "
+                               f"dead_letter table of {self.spool.path}: allow this topic in the broker's ACL")
 
     def _on_message(self, client, userdata, message) -> None:
         if message.topic == f"{self.config.discovery_prefix}/status" and message.payload.strip() == b"online":
@@ -579,6 +597,7 @@ class MqttPublisher:
                 if self._fallback_requested:
                     self._fall_back()
                     continue
+                self._apply_settled()
                 self._refresh_retained()
                 self._submit_ready()
             except Exception:  # a long-running loop must survive; the spool still holds the events
@@ -612,7 +631,8 @@ class MqttPublisher:
         for message in self.spool.peek(after_id=after, limit=room):
             info = client.publish(message.topic, message.payload, qos=message.qos, retain=False)
             if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-                log.warning("paho refused an event (%s); will retry", paho.error_string(info.rc))
+                self._repeats.note(("paho_refused", info.rc), logging.WARNING, "paho refused an event (%s); will retry",
+                                   paho.error_string(info.rc))
                 return
             # NO_CONN still queues a QoS>0 message inside paho; it is sent on reconnect.
             with self._lock:
@@ -638,15 +658,29 @@ class MqttPublisher:
 
     def publish_event(self, event: Event) -> None:
         """Spool the event as created (its own timestamp and seq) and deliver it as soon as possible."""
+        self.publish_events([event])
+
+    def publish_events(self, events: list[Event]) -> int:
+        """Spool a batch of events in one SQLite transaction, in order, and deliver them as soon as possible;
+        returns how many were stored. Same bounds and drops as `publish_event` (a full or failing disk drops the
+        batch, counted in `spool_drops`); much cheaper per event, so a sink thread should pass what it has."""
+        if not events:
+            return 0
         if self._closed:
-            log.warning("MQTT publisher is stopped; event %s of %s not spooled", event.seq, event.modality)
-            return
-        if event.modality not in self.modalities:
-            log.debug("event for disabled modality %s published anyway", event.modality)
-        self.spool.append(self.topics.event(event.modality), event.to_json(), self.config.qos)
+            with self._lock:
+                self._counters["events_dropped_stopped"] += len(events)
+                total = self._counters["events_dropped_stopped"]
+            self._repeats.note("stopped", logging.WARNING, "MQTT publisher is stopped; %d event(s) not spooled "
+                               "(%d so far, the last one %s of %s)", len(events), total, events[-1].id,
+                               events[-1].modality)
+            return 0
+        qos = self.config.qos
+        ids = self.spool.append_many([(self.topics.event(event.modality), event.to_json(), qos) for event in events])
+        stored = len(ids) - ids.count(None)
         with self._lock:
-            self._counters["events_spooled"] += 1
+            self._counters["events_spooled"] += stored
         self._wake.set()
+        return stored
 
     def publish_state(self, modality: str, state: dict[str, Any]) -> None:
         """Retained latest state of a modality; kept in memory and re-sent after each (re)connect."""
@@ -696,11 +730,10 @@ class MqttPublisher:
         with self._lock:
             stats: dict[str, Any] = dict(self._counters)
             stats.update(connected=self._connected, state=self._state, protocol=self._protocol,
-                         dead_letters=self._dead_letters,
                          inflight=len(self._inflight), last_error=self._last_error,
                          reconnect_delays_s=[round(d, 2) for d in self._backoff.delays[-5:]])
         stats.update(spool_depth=self.spool.depth(), spool_dropped=self.spool.dropped,
-                     spool_drops=self.spool.drops)
+                     spool_drops=self.spool.drops, dead_letters=self.spool.dead_letters())
         return stats
 
     def _refusal_message(self, code: int, reason: str) -> str:

@@ -20,10 +20,12 @@ import sqlite3
 import stat
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EdgeError
+from ..logsummary import Repeats
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,11 @@ REOPEN_INTERVAL_S = 2.0  # how often a spool that could not be opened (disk full
 SIDE_FILES = ("-wal", "-shm", "-journal")
 EVENTS_TABLE = ("CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "
                 "payload BLOB NOT NULL, qos INTEGER NOT NULL, created REAL NOT NULL)")
+DEAD_LETTER_TABLE = ("CREATE TABLE IF NOT EXISTS dead_letter (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, "
+                     "payload BLOB NOT NULL, qos INTEGER NOT NULL, reason TEXT NOT NULL, time REAL NOT NULL)")
+EVENT_SIZE = f"length(topic) + length(payload) + {ROW_OVERHEAD}"  # the bytes one row counts against max_bytes
+DEAD_SIZE = f"length(topic) + length(payload) + length(reason) + {ROW_OVERHEAD}"
+CHUNK = 500  # ids per statement (sqlite before 3.32 allows 999 parameters)
 
 _CORRUPT = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 _NOT_WRITABLE = {3, 8, 14, 23}  # SQLITE_PERM, SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_AUTH
@@ -122,7 +129,12 @@ class SpooledMessage:
 
 
 class Spool:
-    """Thread-safe FIFO of (topic, payload, qos) rows that survives restarts, full disks and corruption."""
+    """Thread-safe FIFO of (topic, payload, qos) rows that survives restarts, full disks and corruption.
+
+    Messages the broker refused for good wait in a `dead_letter` table. They count in the same bounds as
+    undelivered events and are the first to go when the spool is full (oldest first, counted as
+    `dead_letter_bound`), so a broker that refuses everything cannot grow the file without limit.
+    """
 
     def __init__(self, path: Path, max_events: int = 100_000, max_bytes: int = DEFAULT_MAX_BYTES):
         if max_events < 1:
@@ -138,9 +150,11 @@ class Spool:
         self._failing = ""  # reason of the write failure being reported, "" while writes succeed
         self._failed_since = 0
         self._next_open = 0.0
-        self._next_bound_log = 0.0
+        self._repeats = Repeats(log)  # drops happen per event: first one logged, then counts per interval
         self._depth = 0
         self._bytes = 0
+        self._dead = 0  # rows in dead_letter
+        self._dead_bytes = 0
         private_dir(self.path.parent, "device.data_dir")
         self._db = self._placeholder()
         self._open_ok = False
@@ -166,12 +180,15 @@ class Spool:
             return False
         self._db.close()
         self._db, self._open_ok = opened, True
-        self._depth, self._bytes = self._db.execute(
-            f"SELECT COUNT(*), COALESCE(SUM(length(topic) + length(payload)), 0) + {ROW_OVERHEAD} * COUNT(*) "
-            "FROM events").fetchone()
+        self._depth, self._bytes = self._db.execute(f"SELECT COUNT(*), COALESCE(SUM({EVENT_SIZE}), 0) FROM events"
+                                                    ).fetchone()
+        self._dead, self._dead_bytes = 0, 0
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dead_letter'").fetchone():
+            self._dead, self._dead_bytes = self._db.execute(
+                f"SELECT COUNT(*), COALESCE(SUM({DEAD_SIZE}), 0) FROM dead_letter").fetchone()
         if self._depth:
             log.info("MQTT spool %s holds %d undelivered events from an earlier run", self.path, self._depth)
-        self._trim()
+        self._trim_now()
         return True
 
     def _open(self) -> sqlite3.Connection:
@@ -318,65 +335,139 @@ class Spool:
     # ---- writing ------------------------------------------------------------------------------
 
     def append(self, topic: str, payload: bytes | str, qos: int = 1) -> int | None:
-        """Store one message; returns its id, or None when it could not be stored (counted in `drops`).
+        """Store one message; returns its id, or None when it could not be stored (see `append_many`)."""
+        return self.append_many([(topic, payload, qos)])[0]
 
-        Never raises for a full, read-only or failing disk: the event is dropped and counted, and the next
-        append tries again, so storing resumes as soon as space returns. Drops the oldest rows past the bounds.
+    def append_many(self, messages: Iterable[tuple[str, bytes | str, int]]) -> list[int | None]:
+        """Store (topic, payload, qos) messages in order, in one transaction; returns their ids, None for each one
+        that could not be stored (counted in `drops`).
+
+        Never raises for a full, read-only or failing disk: the batch is dropped and counted, and the next call
+        tries again, so storing resumes as soon as space returns. A message larger than `max_bytes` is dropped
+        alone. Past the bounds the oldest dead letters, then the oldest events are dropped in the same transaction.
         """
-        data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
-        size = len(topic.encode("utf-8")) + len(data) + ROW_OVERHEAD
+        now = time.time()
+        rows, sizes = [], []
+        for topic, payload, qos in messages:
+            data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+            rows.append((topic, data, int(qos), now))
+            sizes.append(len(topic.encode("utf-8")) + len(data) + ROW_OVERHEAD)
+        ids: list[int | None] = [None] * len(rows)
         with self._lock:
-            if size > self.max_bytes:
-                self._count_drop("too_large")
-                log.warning("MQTT event of %d bytes is larger than mqtt.spool_max_bytes (%d); dropped it",
-                            size, self.max_bytes)
-                return None
+            keep = [i for i, size in enumerate(sizes) if size <= self.max_bytes]
+            for i in range(len(rows)):
+                if sizes[i] > self.max_bytes:
+                    self._count_drop("too_large")
+                    self._repeats.note("too_large", logging.WARNING, "MQTT event of %d bytes is larger than "
+                                       "mqtt.spool_max_bytes (%d); dropped it (%d such event(s) so far)",
+                                       sizes[i], self.max_bytes, self._drops["too_large"])
+            if not keep:
+                return ids
             if not self._open_ok and (time.monotonic() < self._next_open or not self._try_open()):
-                self._count_drop(self._failing or "unavailable")
-                return None
+                for _ in keep:
+                    self._count_drop(self._failing or "unavailable")
+                return ids
+            saved = self._counts()
             try:
-                cursor = self._db.execute("INSERT INTO events (topic, payload, qos, created) VALUES (?, ?, ?, ?)",
-                                          (topic, data, int(qos), time.time()))
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany("INSERT INTO events (topic, payload, qos, created) VALUES (?, ?, ?, ?)",
+                                         [rows[i] for i in keep])
+                    last = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
+                    self._depth += len(keep)
+                    self._bytes += sum(sizes[i] for i in keep)
+                    trimmed = self._trim()
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._restore(saved)
+                    self._rollback()
+                    raise
             except sqlite3.Error as exc:
-                self._note_failure(_reason(exc, self.path.parent), exc)
-                self._count_drop(_reason(exc, self.path.parent))
-                return None
-            self._depth += 1
-            self._bytes += size
+                reason = _reason(exc, self.path.parent)
+                self._note_failure(reason, exc)
+                for _ in keep:
+                    self._count_drop(reason)
+                return ids
+            # One writer under the lock, AUTOINCREMENT: the batch got consecutive ids ending at `last`.
+            for offset, i in enumerate(keep):
+                ids[i] = last - len(keep) + 1 + offset
             self._recovered()
-            self._trim()
-            return int(cursor.lastrowid)
+            self._log_trim(trimmed)
+            return ids
 
-    def _trim(self) -> None:
-        """Drop the oldest rows while over either bound (lock held)."""
-        excess = max(0, self._depth - self.max_events)
-        freed = 0
-        if self._bytes > self.max_bytes:
-            need = self._bytes - self.max_bytes
-            for (size,) in self._db.execute(f"SELECT length(topic) + length(payload) + {ROW_OVERHEAD} FROM events "
-                                            "ORDER BY id LIMIT -1 OFFSET ?", (excess,)):
-                if freed >= need:
-                    break
-                excess += 1
-                freed += size
-        if excess <= 0:
-            return
+    def _counts(self) -> tuple:
+        return self._depth, self._bytes, self._dead, self._dead_bytes, self._dropped, dict(self._drops)
+
+    def _restore(self, saved: tuple) -> None:
+        self._depth, self._bytes, self._dead, self._dead_bytes, self._dropped, self._drops = saved
+
+    def _rollback(self) -> None:
         try:
-            rows = self._db.execute(f"SELECT COUNT(*), COALESCE(SUM(length(topic) + length(payload)), 0) + "
-                                    f"{ROW_OVERHEAD} * COUNT(*) FROM (SELECT topic, payload FROM events "
-                                    "ORDER BY id LIMIT ?)", (excess,)).fetchone()
-            self._db.execute("DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?)", (excess,))
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
         except sqlite3.Error as exc:
-            log.warning("MQTT spool could not drop its oldest events (%s); will retry", exc)
+            log.debug("spool rollback failed: %s", exc)
+
+    def _trim(self) -> tuple[int, int]:
+        """Delete the oldest dead letters, then the oldest events, while over either bound (lock held; the
+        caller owns the transaction). Returns (events, dead letters) deleted."""
+        over_rows = self._depth + self._dead - self.max_events
+        over_bytes = self._bytes + self._dead_bytes - self.max_bytes
+        if over_rows <= 0 and over_bytes <= 0:
+            return 0, 0
+        dead, dead_bytes = self._oldest("dead_letter", DEAD_SIZE, over_rows, over_bytes) if self._dead else (0, 0)
+        events, event_bytes = self._oldest("events", EVENT_SIZE, over_rows - dead, over_bytes - dead_bytes)
+        for table, count in (("dead_letter", dead), ("events", events)):
+            if count:
+                self._db.execute(f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id LIMIT ?)",
+                                 (count,))
+        self._dead -= dead
+        self._dead_bytes -= dead_bytes
+        self._depth -= events
+        self._bytes -= event_bytes
+        self._dropped += events + dead
+        for reason, count in (("bound", events), ("dead_letter_bound", dead)):
+            if count:
+                self._drops[reason] = self._drops.get(reason, 0) + count
+        return events, dead
+
+    def _oldest(self, table: str, size: str, rows: int, nbytes: int) -> tuple[int, int]:
+        """How many of the oldest rows of `table` cover `rows` rows and `nbytes` bytes, and their bytes."""
+        count, total = 0, 0
+        if rows <= 0 and nbytes <= 0:
+            return 0, 0
+        for (row_size,) in self._db.execute(f"SELECT {size} FROM {table} ORDER BY id"):
+            if count >= rows and total >= nbytes:
+                break
+            count += 1
+            total += row_size
+        return count, total
+
+    def _trim_now(self) -> None:
+        """Trim in a transaction of its own (lock held): after opening with smaller bounds."""
+        saved = self._counts()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            trimmed = self._trim()
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._restore(saved)
+            self._rollback()
+            self._repeats.note("trim_failed", logging.WARNING, "MQTT spool could not drop its oldest events (%s); "
+                               "will retry", exc)
             return
-        self._depth -= rows[0]
-        self._bytes -= rows[1]
-        self._dropped += rows[0]
-        self._drops["bound"] = self._drops.get("bound", 0) + rows[0]
-        if time.monotonic() >= self._next_bound_log:  # once a minute: a full spool drops on every append
-            self._next_bound_log = time.monotonic() + 60.0
-            log.warning("MQTT spool full (%d events / %d bytes at most): dropping the oldest undelivered events "
-                        "(%d so far)", self.max_events, self.max_bytes, self._drops["bound"])
+        self._log_trim(trimmed)
+
+    def _log_trim(self, trimmed: tuple[int, int]) -> None:
+        events, dead = trimmed
+        if events:
+            self._repeats.note("bound", logging.WARNING, "MQTT spool full (%d events / %d bytes at most, dead "
+                               "letters included): dropping the oldest undelivered events (%d so far)",
+                               self.max_events, self.max_bytes, self._drops["bound"])
+        if dead:
+            self._repeats.note("dead_letter_bound", logging.WARNING, "MQTT spool full: purging the oldest events the "
+                               "broker refused (dead letters) to make room (%d so far)",
+                               self._drops["dead_letter_bound"])
 
     def _count_drop(self, reason: str) -> None:
         self._dropped += 1
@@ -408,30 +499,52 @@ class Spool:
                 rows = self._db.execute("SELECT id, topic, payload, qos, created FROM events WHERE id > ? "
                                         "ORDER BY id LIMIT ?", (int(after_id), int(limit))).fetchall()
             except sqlite3.Error as exc:
-                log.warning("MQTT spool %s could not be read (%s); will retry", self.path, exc)
+                self._repeats.note("read_failed", logging.WARNING, "MQTT spool %s could not be read (%s); will retry",
+                                   self.path, exc)
                 return []
         return [SpooledMessage(row[0], row[1], bytes(row[2]), row[3], row[4]) for row in rows]
 
     def ack(self, message_id: int) -> bool:
         """Delete a delivered message; False when it was already gone (dropped by the bound) or the delete
-        failed (then it is sent again after a restart: at-least-once). A drained spool shrinks its file."""
+        failed (then it is sent again after a restart: at-least-once)."""
+        return self.ack_many([message_id]) == 1
+
+    def ack_many(self, message_ids: Iterable[int]) -> int:
+        """Delete delivered messages in one transaction; returns how many were deleted (ids already gone are
+        skipped; when the delete fails none is deleted and they are sent again after a restart). A drained spool
+        shrinks its file."""
+        ids = sorted({int(i) for i in message_ids})
         with self._lock:
-            if not self._open_ok:
-                return False
+            if not self._open_ok or not ids:
+                return 0
+            deleted, freed = 0, 0
             try:
-                row = self._db.execute(f"SELECT length(topic) + length(payload) + {ROW_OVERHEAD} FROM events "
-                                       "WHERE id = ?", (int(message_id),)).fetchone()
-                deleted = self._db.execute("DELETE FROM events WHERE id = ?", (int(message_id),)).rowcount
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    if ids[-1] - ids[0] + 1 == len(ids):  # the usual case: a run of consecutive ids
+                        chunks = [("BETWEEN ? AND ?", (ids[0], ids[-1]))]
+                    else:
+                        chunks = [(f"IN ({','.join('?' * len(part))})", part)
+                                  for part in (ids[i:i + CHUNK] for i in range(0, len(ids), CHUNK))]
+                    for where, args in chunks:
+                        count, size = self._db.execute(f"SELECT COUNT(*), COALESCE(SUM({EVENT_SIZE}), 0) FROM events "
+                                                       f"WHERE id {where}", args).fetchone()
+                        self._db.execute(f"DELETE FROM events WHERE id {where}", args)
+                        deleted += count
+                        freed += size
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
             except sqlite3.Error as exc:
-                log.warning("MQTT spool could not delete delivered event %s (%s); it is sent again after a restart",
-                            message_id, exc)
-                return False
+                self._repeats.note("ack_failed", logging.WARNING, "MQTT spool could not delete %d delivered event(s) "
+                                   "(%s); they are sent again after a restart", len(ids), exc)
+                return 0
             self._depth -= deleted
-            if deleted and row:
-                self._bytes -= row[0]
+            self._bytes -= freed
             if deleted and self._depth == 0:
                 self._shrink()
-            return deleted > 0
+            return deleted
 
     def _shrink(self) -> None:
         """Give the free pages of a drained spool back to the disk (lock held)."""
@@ -468,6 +581,7 @@ class Spool:
             return dict(self._drops)
 
     def close(self) -> None:
+        self._repeats.flush()
         with self._lock:
             if not self._open_ok:
                 self._db.close()
@@ -478,46 +592,53 @@ class Spool:
                 log.debug("spool checkpoint failed: %s", exc)
             self._db.close()
 
-    _DEAD_LETTER_TABLE = ("CREATE TABLE IF NOT EXISTS dead_letter (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, "
-                          "payload BLOB NOT NULL, qos INTEGER NOT NULL, reason TEXT NOT NULL, time REAL NOT NULL)")
+    def set_aside(self, message_id: int, reason: str) -> bool:
+        """Move one refused message to `dead_letter` (see `set_aside_many`); True when it was moved."""
+        return self.set_aside_many([(message_id, reason)]) == 1
 
-    def set_aside(self, message_id: int, reason: str) -> None:
-        """Move a message the broker refused for good into `dead_letter` with the broker's reason, in one
-        transaction: it leaves the send queue (so it cannot block newer events) but is never deleted. When the
-        move fails (full disk) the message stays queued and is offered to the broker again after a restart."""
+    def set_aside_many(self, refused: Iterable[tuple[int, str]]) -> int:
+        """Move messages the broker refused for good into `dead_letter` with the broker's reason, in one
+        transaction: they leave the send queue (so they cannot block newer events) and are kept until the bounds
+        need their room. When the move fails (full disk) they stay queued and are offered to the broker again
+        after a restart. Returns how many were moved."""
+        items = [(int(i), str(reason)) for i, reason in refused]
         with self._lock:
-            if not self._open_ok:
-                return
+            if not self._open_ok or not items:
+                return 0
+            saved = self._counts()
+            now, moved = time.time(), 0
             try:
-                row = self._db.execute(f"SELECT length(topic) + length(payload) + {ROW_OVERHEAD} FROM events "
-                                       "WHERE id = ?", (int(message_id),)).fetchone()
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    self._db.execute(self._DEAD_LETTER_TABLE)
-                    moved = self._db.execute("INSERT OR REPLACE INTO dead_letter (id, topic, payload, qos, reason, "
-                                             "time) SELECT id, topic, payload, qos, ?, ? FROM events WHERE id = ?",
-                                             (str(reason), time.time(), int(message_id))).rowcount
-                    self._db.execute("DELETE FROM events WHERE id = ?", (int(message_id),))
+                    self._db.execute(DEAD_LETTER_TABLE)
+                    for message_id, reason in items:
+                        row = self._db.execute(f"SELECT {EVENT_SIZE} FROM events WHERE id = ?",
+                                               (message_id,)).fetchone()
+                        if row is None:  # already dropped by the bound
+                            continue
+                        self._db.execute("INSERT OR REPLACE INTO dead_letter (id, topic, payload, qos, reason, time) "
+                                         "SELECT id, topic, payload, qos, ?, ? FROM events WHERE id = ?",
+                                         (reason, now, message_id))
+                        self._db.execute("DELETE FROM events WHERE id = ?", (message_id,))
+                        moved += 1
+                        self._depth -= 1
+                        self._bytes -= row[0]
+                        self._dead += 1
+                        self._dead_bytes += row[0] + len(reason.encode("utf-8"))
+                    trimmed = self._trim()
                     self._db.execute("COMMIT")
                 except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
+                    self._restore(saved)
+                    self._rollback()
                     raise
             except sqlite3.Error as exc:
-                log.warning("MQTT spool could not set aside refused event %s (%s); it stays spooled", message_id, exc)
-                return
-            self._depth -= moved
-            if moved and row:
-                self._bytes -= row[0]
+                self._repeats.note("set_aside_failed", logging.WARNING, "MQTT spool could not set aside %d refused "
+                                   "event(s) (%s); they stay spooled", len(items), exc)
+                return 0
+            self._log_trim(trimmed)
+            return moved
 
     def dead_letters(self) -> int:
-        """How many refused messages are kept in `dead_letter` (over all runs); reading never writes."""
+        """How many refused messages `dead_letter` keeps (over all runs, minus those the bounds purged)."""
         with self._lock:
-            try:
-                if not self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dead_letter'"
-                                        ).fetchone():
-                    return 0
-                return int(self._db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0])
-            except sqlite3.Error as exc:
-                log.debug("spool dead_letter count failed: %s", exc)
-                return 0
+            return self._dead
