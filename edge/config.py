@@ -22,10 +22,12 @@ from .errors import EdgeError
 from .events import MODALITIES
 from .face.config import FaceConfig
 from .face.tracker import TrackerConfig
+from .fusion import FusionConfig
 from .publish.mqtt import MqttConfig
 from .smoothing import SmoothingConfig
 from .sources.audio import AudioFileConfig, MicrophoneConfig
 from .sources.camera import CameraConfig
+from .sinks.lsl_outlet import LslOutletConfig
 from .sources.lsl import LSLSourceConfig
 from .voice.pipeline import VoiceConfig
 from .voice.vad import VadConfig
@@ -85,6 +87,8 @@ SECTIONS: dict[str, type] = {
     "audio_file": AudioFileConfig,
     "eeg": EEGConfig,
     "lsl": LSLSourceConfig,
+    "fusion": FusionConfig,
+    "lsl_outlet": LslOutletConfig,
 }
 
 # Sections whose values only matter when another setting uses them (an audio file path is

@@ -23,7 +23,8 @@ Schema `emotion-edge/event/2` (documented in README, checked by EVENT_JSON_SCHEM
   model         {"id": model id, "sha256": artifact hash, "estimator": "classifier" | "calibrated" | "index" |
                 "prosody" | "fusion"}
   latency_ms    capture-to-event processing time
-  extra         modality-specific details (face box, eeg signal quality, ...)
+  extra         modality-specific details: face "box" [x, y, width, height] and "frame" [width, height] in
+                pixels; eeg "electrodes" signal quality, "warming_up", "rejected"; ...
 
 Changes from version 1: `subject_id`, `quality` and `contributions` are new; modality "fused" is new;
 `valence`, `arousal` and `confidence` are null when there is no data (version 1 sent 0, which looked

@@ -52,7 +52,7 @@ STATE_EXTRAS = ("warming_up", "rejected", "uncalibrated", "contributions", "elec
 
 def box_area(observation: Observation) -> float:
     box = observation.extra.get("box")
-    return float((box[2] - box[0]) * (box[3] - box[1])) if box else 0.0
+    return float(box[2] * box[3]) if box else 0.0  # [x, y, width, height]
 
 
 class EventPolicy:

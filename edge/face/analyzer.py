@@ -65,8 +65,9 @@ class FaceAnalyzer:
     def _observation(self, kind: str, track_id: str, timestamp: float, received: float,
                      probs: np.ndarray | None = None, box=None, score: float | None = None) -> Observation:
         extra: dict[str, Any] = {"frame": list(self._frame_size)}
-        if box is not None:
-            extra["box"] = [round(float(v), 1) for v in box]
+        if box is not None:  # [x, y, width, height] in pixels of the frame
+            x0, y0, x1, y1 = (float(v) for v in box)
+            extra["box"] = [round(x0, 1), round(y0, 1), round(x1 - x0, 1), round(y1 - y0, 1)]
         if probs is None:
             return Observation("face", track_id, timestamp, kind=kind, model=self.model_info, extra=extra,
                                latency_ms=max(0.0, (time.perf_counter() - received) * 1000))

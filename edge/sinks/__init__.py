@@ -32,6 +32,7 @@ class Sink(Protocol):
 # name -> "module:factory"; the factory takes the AppConfig and returns a Sink, or None when disabled.
 SINKS: dict[str, str] = {
     "mqtt": "edge.sinks.mqtt:make",
+    "lsl_outlet": "edge.sinks.lsl_outlet:make",
 }
 
 
