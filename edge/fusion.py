@@ -42,6 +42,7 @@ FUSED_CIRCUMPLEX: dict[str, tuple[float, float]] = {
 # Largest weighted RMS distance of points in [-1, 1]^2 from their weighted mean (two equal weights at opposite
 # corners): agreement = 1 - spread / MAX_SPREAD is 1 when all modalities agree and 0 at the worst contradiction.
 MAX_SPREAD = math.sqrt(2.0)
+MODEL = {"id": "late-fusion-1", "sha256": ""}  # names the rule (docs/fusion.md) in events and state
 
 
 @dataclass
@@ -65,6 +66,8 @@ class FusionConfig:
     eeg_subject: str = ""  # only this EEG subject counts ("" = any headband; the wearer is "wearer")
     neutral_radius: float = 0.2  # a fused (valence, arousal) closer than this to (0, 0) is labelled "neutral"
     min_confidence: float = 0.25  # below this fused confidence the label is None (uncertain); valence/arousal stay
+    # how often the retained fused/state is refreshed (and at once when the fused subject appears)
+    state_interval_s: float = 1.0
 
     def validate(self) -> FusionConfig:
         if not isinstance(self.enabled, bool):
@@ -89,6 +92,8 @@ class FusionConfig:
             _bad("neutral_radius", self.neutral_radius, "a distance in [0, 1.41) on the valence/arousal plane")
         if not _number(self.min_confidence) or not 0.0 <= self.min_confidence <= 1.0:
             _bad("min_confidence", self.min_confidence, "a number in [0, 1]")
+        if not _number(self.state_interval_s) or not self.state_interval_s > 0.0:
+            _bad("state_interval_s", self.state_interval_s, "a positive number of seconds")
         return self
 
     def weight(self, modality: str) -> float:
@@ -297,4 +302,4 @@ class Fusion:
             extra.update(support=round(support, 4), agreement=round(agreement, 4))
         return Observation(modality=FUSED, subject=self.config.subject, timestamp=self._now, kind="state",
                            label=label, valence=valence, arousal=arousal, confidence=confidence, quality=quality,
-                           estimator="fusion", extra=extra)
+                           estimator="fusion", model=MODEL, extra=extra)

@@ -33,7 +33,7 @@ class FusionStage:
         self.bus = bus
         self.fusion = Fusion(config.fusion)
         self.smoother = ObservationSmoother({})
-        self.policy = EventPolicy("fused", config.device.id, 0.0, getattr(config.fusion, "state_interval_s", 1.0))
+        self.policy = EventPolicy("fused", config.device.id, 0.0, config.fusion.state_interval_s)
         self.fused = 0
 
     def start(self) -> None:
