@@ -53,6 +53,29 @@ def build_parser() -> argparse.ArgumentParser:
                         help="publish a synthetic Muse EEG stream over LSL (see `simulate-muse --help`)")
     commands.add_parser("record", add_help=False,
                         help="record an EEG stream plus LSL markers to CSV + JSON (see `record --help`)")
+    calibrate = commands.add_parser(
+        "calibrate", help="calibrate EEG for one wearer: a guided recording (or an existing one) -> a per-wearer model",
+        description="Announces relax / pleasant / unpleasant blocks while recording the EEG stream with markers, "
+                    "trains a per-wearer classifier on DE band features, reports its accuracy on held-out blocks "
+                    "and installs it as <device.data_dir>/eeg/calibration.json, which `run` then uses.")
+    calibrate.add_argument("--config", type=Path, help="TOML config file ([device], [eeg], [lsl]); default: defaults")
+    calibrate.add_argument("--from-recording", metavar="FILE",
+                           help="calibrate from a recording (`record` or `simulate-muse --out`) instead of recording")
+    calibrate.add_argument("--out", help="where to install the calibration (default <device.data_dir>/eeg/"
+                                         "calibration.json, which eeg.calibration = \"auto\" uses)")
+    calibrate.add_argument("--recording", help="stem of the new recording (default <device.data_dir>/eeg/"
+                                               "calibration-<time>)")
+    calibrate.add_argument("--classes", default="neutral,positive,negative",
+                           help="comma-separated classes, each a block type (neutral = relax, positive = pleasant, "
+                                "negative = unpleasant)")
+    calibrate.add_argument("--repeats", type=int, default=3, help="blocks per class (>= 2: one is held out)")
+    calibrate.add_argument("--block", type=float, default=30.0, help="seconds per block")
+    calibrate.add_argument("--rest", type=float, default=10.0, help="seconds of rest after each block")
+    calibrate.add_argument("--settle", type=float, default=2.0, help="seconds skipped at each block's start")
+    calibrate.add_argument("--l2", type=float, default=0.01, help="L2 penalty of the logistic regression")
+    calibrate.add_argument("--min-margin", type=float, default=0.10,
+                           help="held-out accuracy must beat chance by this to install the model")
+    calibrate.add_argument("--force", action="store_true", help="install even when it does not beat chance")
     video = commands.add_parser("demo-video", help="write the built-in demo video (MJPG .avi) to a path")
     video.add_argument("path", type=Path, help="the .avi file to write (replaced if it exists)")
     video.add_argument("--lossless", action="store_true",
@@ -195,6 +218,17 @@ def _run_in(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     return code
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .eeg.calibration import CalibrationSettings, calibrate_command
+
+    settings = CalibrationSettings(settle_s=args.settle, l2=args.l2, min_margin=args.min_margin)
+    return calibrate_command(load_config(args.config), from_recording=args.from_recording, out=args.out,
+                             recording=args.recording, classes=args.classes.split(","), repeats=args.repeats,
+                             block_s=args.block, rest_s=args.rest, settings=settings, force=args.force,
+                             announce=lambda line: print(line, flush=True))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("simulate-muse", "record"):
@@ -229,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(defaults_toml())
             return 0
+        if args.command == "calibrate":
+            return _calibrate(args)
         if args.command == "demo-video":
             from .demo import write_demo_video
 

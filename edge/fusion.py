@@ -144,7 +144,9 @@ def box_area(observation: Observation) -> float:
 
 
 class Fusion:
-    """Latest observation per modality (per face track), the face bound to the subject, and their fusion."""
+    """Latest observation per modality (per face track), the face bound to the subject, and their fusion.
+
+    Not thread-safe: call `update` and `tick` from one thread (the fusion's bus subscriber)."""
 
     def __init__(self, config: FusionConfig | None = None):
         self.config = (config or FusionConfig()).validate()

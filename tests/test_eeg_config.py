@@ -26,11 +26,17 @@ def test_defaults_are_valid():
     ("channels", ("AF7",)), ("left_frontal", "Fp1"), ("required_channels", ("AF7", "Oz")),
     ("bandpass_low_hz", 50.0), ("filter_order", 3), ("notch_hz", 100.0), ("window_s", 0.5),
     ("hop_s", 5.0), ("welch_segment_s", 0.1), ("flat_uv", 0.0), ("saturated_fraction", 2.0),
-    ("baseline_s", 1.0), ("warmup_s", 1000.0), ("smoothing", 1.0), ("classifier_features", "raw"),
+    ("baseline_s", 1.0), ("warmup_s", 1000.0), ("classifier_features", "raw"), ("calibration", ""),
 ])
 def test_eeg_config_errors_name_the_key(key, value):
     with pytest.raises(EdgeError, match=rf"eeg\.{key} ="):
         EEGConfig(**{key: value}).validate()
+
+
+def test_a_calibration_path_and_a_model_together_are_refused():
+    with pytest.raises(EdgeError, match=r"eeg\.calibration = .*eeg\.model is set"):
+        EEGConfig(calibration="/tmp/calibration.json", model="models/eeg.onnx").validate()
+    EEGConfig(calibration="auto", model="models/eeg.onnx").validate()
 
 
 @pytest.mark.parametrize("key, value", [("chunk", 0), ("asymmetry", 9.0), ("flat_channels", ("Cz",)),

@@ -15,7 +15,11 @@ class EEGConfig:
 
     # Run the EEG modality (a Muse or any EEG stream over Lab Streaming Layer, see [lsl]).
     enabled: bool = False
-    # Trained classifier artifact from `emotion-export train-eeg` (.tflite/.onnx); "" uses the training-free index.
+    # Per-wearer model from `emotion-edge calibrate`: "auto" = <device.data_dir>/eeg/calibration.json when it
+    # exists (and eeg.model is ""), "off" = never, or the path of a calibration.json.
+    calibration: str = "auto"
+    # Trained classifier artifact from `emotion-export train-eeg` (.tflite/.onnx); "" = the calibration if there
+    # is one, else the training-free index.
     model: str = ""
     # Backend for `model`: "auto" (by artifact format), "litert", "onnxruntime" or "tensorrt".
     backend: str = "auto"
@@ -68,18 +72,21 @@ class EEGConfig:
     warmup_s: float = 30.0
     # z-score that maps to tanh(1) ~ 0.76; larger values give a gentler index.
     squash_scale: float = 2.0
-    # Exponential smoothing of the index between windows: weight of the previous value in [0, 1).
-    smoothing: float = 0.5
     # Feature vector handed to a plugged-in classifier: "de", "psd" or "both".
     classifier_features: str = "de"
 
     def validate(self) -> EEGConfig:
+        """Raise EdgeError naming `eeg.<key>` for the first bad value; returns self."""
+        if not self.calibration:
+            _bad("calibration", self.calibration, "\"auto\", \"off\" or the path of a calibration.json")
+        if self.calibration not in ("auto", "off") and self.model:
+            _bad("calibration", self.calibration, f"\"auto\" or \"off\" while eeg.model is set ({self.model!r}): "
+                 "choose one of the two")
         if self.backend not in ("auto", "litert", "onnxruntime", "tensorrt"):
             _bad("backend", self.backend, "auto, litert, onnxruntime or tensorrt")
         check_providers("eeg.providers", self.providers)
         if not self.event_interval_s > 0:
             _bad("event_interval_s", self.event_interval_s, "a number of seconds > 0")
-        """Raise EdgeError naming `eeg.<key>` for the first bad value; returns self."""
         self.channels = tuple(self.channels)
         self.required_channels = tuple(self.required_channels)
         self.blink_channels = tuple(self.blink_channels)
@@ -118,8 +125,6 @@ class EEGConfig:
             _bad("warmup_s", self.warmup_s, "between 0 and eeg.baseline_s")
         if not self.squash_scale > 0:
             _bad("squash_scale", self.squash_scale, "a positive number (default 2)")
-        if not 0 <= self.smoothing < 1:
-            _bad("smoothing", self.smoothing, "a number in [0, 1)")
         if self.classifier_features not in ("de", "psd", "both"):
             _bad("classifier_features", self.classifier_features, "\"de\", \"psd\" or \"both\"")
         return self

@@ -15,8 +15,9 @@ arousal (used as an arousal estimate with the Emotiv frontal channels by Ramirez
 Both raw values differ a lot between people and electrode placements, so each is z-scored
 against a rolling per-user baseline (the last eeg.baseline_s seconds of clean windows) and squashed
 to [-1, 1] with tanh(z / eeg.squash_scale). Until eeg.warmup_s seconds of clean data are in the
-baseline the index is reported as 0 with warming_up = True. The index therefore says "more
-positive / more aroused than this user's recent state", not an absolute emotion.
+baseline the index has no value yet (warming_up = True; the analyzer reports None, the legacy event
+0). Values are raw per window: smoothing over time is the runtime's one smoother. The index therefore
+says "more positive / more aroused than this user's recent state", not an absolute emotion.
 """
 
 from __future__ import annotations
@@ -95,13 +96,10 @@ class IndexEstimator:
         if warming:
             self._last = IndexResult(0.0, 0.0, True, progress, z_val, z_aro)
             return self._last
-        s, scale = self.config.smoothing, self.config.squash_scale
-        previous = self._last
+        scale = self.config.squash_scale
+        # Raw per window: the runtime's one smoother (edge.smoothing) averages over time.
         valence = math.tanh(z_val / scale)
         arousal = math.tanh(z_aro / scale)
-        if not previous.warming_up:
-            valence = s * previous.valence + (1 - s) * valence
-            arousal = s * previous.arousal + (1 - s) * arousal
         self._last = IndexResult(valence, arousal, False, 1.0, z_val, z_aro)
         return self._last
 

@@ -104,10 +104,13 @@ class EEGPipeline:
         """Windows completed by one chunk (no estimator update)."""
         if chunk.new_stream or self._columns is None:
             description = getattr(self.source, "description", None)
-            if description is None:
+            if description is not None:
+                self.set_stream(description.labels, description.nominal_rate)
+            elif self._columns is None:
                 raise EdgeError("EEGPipeline needs the stream's channel labels: give it the LSL source or "
                                 "call set_stream(labels, rate) first")
-            self.set_stream(description.labels, description.nominal_rate)
+            else:
+                self.reset_stream()  # a new stream with the labels set by set_stream
         data = np.asarray(chunk.data, dtype=np.float64)
         times = np.asarray(chunk.timestamps, dtype=np.float64)
         if data.ndim != 2 or data.shape[0] != len(times) or data.shape[1] <= max(self._columns):

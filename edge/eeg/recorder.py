@@ -184,6 +184,32 @@ def _write_rows(fh, lsl_times: np.ndarray, unix_times: np.ndarray, data: np.ndar
     fh.write(buffer.getvalue())
 
 
+def write_recording(out: str | os.PathLike, lsl_times: np.ndarray, unix_times: np.ndarray, data: np.ndarray,
+                    labels: Sequence[str], rate: float, markers: Sequence[tuple[float, str]] = (),
+                    stream: dict[str, Any] | None = None) -> Path:
+    """Write samples and (LSL time, label) markers as a finished recording (what `record` leaves), each file
+    through a temp file and a rename; returns the CSV path. For simulated sessions and converted data."""
+    csv_path, part_path, json_path = _paths(out)
+    if csv_path.exists():
+        raise EdgeError(f"{csv_path} already exists; choose another output name so no recording is overwritten")
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    lsl_times, unix_times = np.asarray(lsl_times, dtype=np.float64), np.asarray(unix_times, dtype=np.float64)
+    offset = float(unix_times[0] - lsl_times[0]) if len(lsl_times) else 0.0
+    with open(part_path, "w", encoding="utf-8", newline="") as fh:
+        fh.write(",".join(["lsl_time", "unix_time"] + list(labels)) + "\n")
+        _write_rows(fh, lsl_times, unix_times, np.asarray(data, dtype=np.float64))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(part_path, csv_path)
+    _write_json_atomic(json_path, {
+        "format": FORMAT, "complete": True, "csv": csv_path.name, "stream": stream, "channels": list(labels),
+        "rate": float(rate), "samples": int(len(lsl_times)), "gaps": [], "marker_stream": None,
+        "markers": [{"time": float(t), "unix_time": float(t) + offset, "label": str(label)} for t, label in markers],
+        "started_unix": float(unix_times[0]) if len(unix_times) else None,
+        "ended_unix": float(unix_times[-1]) if len(unix_times) else None})
+    return csv_path
+
+
 def load_recording(path: str | os.PathLike) -> Recording:
     """Read a recording (give the .csv, the .json or the common stem) into arrays."""
     csv_path, part_path, json_path = _paths(path)

@@ -7,9 +7,14 @@ chunks like a Muse) is the sum of
   AF8/AF7 alpha power ratio = exp(asymmetry), so ln(alpha AF8) - ln(alpha AF7) ~= asymmetry
   (positive asymmetry = more right alpha = the "positive valence" side of the index),
 - beta activity (13-30 Hz) whose level stands for arousal,
+- optional frontal gamma activity (30-45 Hz, AF7/AF8 only),
 - blinks (300 ms positive deflections, strong on AF7/AF8), optional jaw clenches (bursts of
   >25 Hz muscle noise, strong on TP9/TP10), a little mains hum and a DC offset.
-A schedule of segments changes asymmetry and beta over time (e.g. neutral baseline, then asymmetric).
+A schedule of segments changes asymmetry, beta and gamma over time (e.g. neutral baseline, then asymmetric).
+Labelled segments (`--conditions`) give each condition of a calibration session its own band powers
+(`CONDITIONS`) and send a `label:<condition>` marker at its start on an LSL Markers stream (`--markers`), or
+write the whole session as a recording (`--out`), so `emotion-edge calibrate` has a real class difference
+to learn; `--effect 0` keeps the markers but removes the difference (the control).
 Run as `python -m edge.eeg.simulator --help`.
 """
 
@@ -19,8 +24,10 @@ import argparse
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -40,6 +47,57 @@ class Segment:
     duration_s: float
     asymmetry: float = 0.0  # ln(alpha AF8) - ln(alpha AF7)
     beta_uv: float = 3.0  # RMS of beta activity (arousal)
+    gamma_uv: float = 0.0  # RMS of frontal (AF7/AF8) 30-45 Hz activity
+    label: str = ""  # condition name: a "label:<label>" marker starts the segment; "" = unlabelled (rest)
+
+
+# Band power per condition of a simulated calibration session. Not physiology: the sizes are chosen so one
+# 1-s window carries some evidence and the classes differ in more than one band (asymmetry, beta, gamma).
+CONDITIONS: dict[str, Segment] = {
+    "neutral": Segment(0.0, asymmetry=0.0, beta_uv=3.0, gamma_uv=1.0, label="neutral"),
+    "positive": Segment(0.0, asymmetry=1.0, beta_uv=3.0, gamma_uv=4.0, label="positive"),
+    "negative": Segment(0.0, asymmetry=-1.0, beta_uv=6.0, gamma_uv=1.0, label="negative"),
+}
+
+
+def condition_segments(order: Sequence[str], block_s: float, rest_s: float = 0.0, effect: float = 1.0,
+                       conditions: dict[str, Segment] = CONDITIONS) -> list[Segment]:
+    """Labelled blocks in `order`, each followed by `rest_s` of unlabelled neutral signal.
+
+    `effect` scales every condition's difference from neutral: 1 = `conditions` as given, 0 = no
+    difference at all (the markers still name the conditions).
+    """
+    unknown = [c for c in order if c not in conditions]
+    if unknown:
+        raise EdgeError(f"unknown simulated condition(s) {unknown}; use {sorted(conditions)}")
+    if not block_s > 0 or rest_s < 0:
+        raise EdgeError(f"simulated blocks need block seconds > 0 and rest seconds >= 0, not {block_s}, {rest_s}")
+    base = conditions["neutral"]
+    segments = []
+    for name in order:
+        c = conditions[name]
+        segments.append(Segment(block_s, base.asymmetry + effect * (c.asymmetry - base.asymmetry),
+                                base.beta_uv + effect * (c.beta_uv - base.beta_uv),
+                                base.gamma_uv + effect * (c.gamma_uv - base.gamma_uv), name))
+        if rest_s:
+            segments.append(replace(base, duration_s=rest_s, label=""))
+    return segments
+
+
+def segment_markers(plan: Sequence[Segment]) -> list[tuple[float, str]]:
+    """(seconds from the start, marker) for a plan: "label:<x>" where a labelled segment starts, "end" where
+    one is followed by an unlabelled segment, and after the last labelled one."""
+    markers, elapsed, open_label = [], 0.0, False
+    for segment in plan:
+        if segment.label:
+            markers.append((elapsed, f"label:{segment.label}"))
+        elif open_label:
+            markers.append((elapsed, "end"))
+        open_label = bool(segment.label)
+        elapsed += segment.duration_s
+    if open_label:
+        markers.append((elapsed, "end"))
+    return markers
 
 
 @dataclass
@@ -84,6 +142,9 @@ class SimulatorConfig:
     # Seconds to keep the stream open after the last sample (liblsl drops what an inlet has not
     # fetched when the sender closes).
     linger_s: float = 1.0
+    # Also publish a "Markers" stream (named "<name>-markers") with a "label:<condition>" marker where each
+    # labelled segment starts and "end" where it stops, stamped in signal time.
+    markers: bool = False
 
     def validate(self) -> SimulatorConfig:
         """Raise EdgeError naming `simulator.<key>` for the first bad value; returns self."""
@@ -122,7 +183,12 @@ class MuseSignal:
         self.fs = config.rate
         self.asymmetry = config.asymmetry
         self.beta_uv = config.beta_uv
+        self.gamma_uv = 0.0
         self.rng = np.random.default_rng(config.seed)
+        # Gamma draws from its own generator, so signals without gamma are the same as before it existed.
+        self._gamma_rng = np.random.default_rng([config.seed, 7])
+        self._gamma = SosFilter(np.vstack([biquad_bandpass(self.fs, 37.0, 2.5)] * 2), 2)
+        self._gamma_gain = 1.0 / np.std(self._gamma.process(self._gamma_rng.standard_normal((int(20 * self.fs), 2))))
         self._n = 0
         c = len(LABELS)
         poles_hz = (0.3, 3.0, 30.0)
@@ -134,6 +200,10 @@ class MuseSignal:
         self._calibrate()
         self._carry = np.zeros((0, c))
         self._offset = self.rng.uniform(-30, 30, size=c)
+
+    def apply(self, segment: Segment) -> None:
+        """Switch to a segment's state (asymmetry, beta, gamma)."""
+        self.asymmetry, self.beta_uv, self.gamma_uv = segment.asymmetry, segment.beta_uv, segment.gamma_uv
 
     def _one_pole(self, cutoff_hz: float) -> np.ndarray:
         a = math.exp(-2 * math.pi * cutoff_hz / self.fs)
@@ -162,6 +232,9 @@ class MuseSignal:
         t = (self._n + np.arange(n)) / self.fs
         mains = cfg.mains_uv * np.sin(2 * math.pi * cfg.mains_hz * t)[:, None] if cfg.mains_hz else 0.0
         x = pink * cfg.background_uv + alpha * alpha_gain + beta + mains + self._offset
+        if self.gamma_uv > 0:
+            gamma = self._gamma.process(self._gamma_rng.standard_normal((n, 2))) * self._gamma_gain
+            x[:, 1:3] += gamma * self.gamma_uv  # AF7, AF8
         x += self._artifacts(n)
         for name in cfg.flat_channels:
             x[:, LABELS.index(name)] = 0.0
@@ -233,12 +306,18 @@ def run_simulator(config: SimulatorConfig | None = None, stop: threading.Event |
         signal = MuseSignal(config)
         source = signal.next
     outlet = make_outlet(config.name, config.source_id, rate, labels, config.chunk)
+    marker_outlet = None
     plan = list(segments or [])
+    markers = segment_markers(plan) if plan and not config.replay else []
+    if config.markers:
+        marker_outlet = make_marker_outlet(f"{config.name}-markers", f"{config.source_id}-markers")
     if plan and not config.replay:
-        signal.asymmetry, signal.beta_uv = plan[0].asymmetry, plan[0].beta_uv
+        signal.apply(plan[0])
     limit = sum(s.duration_s for s in plan) if plan else config.duration_s
     if config.wait_for_consumer_s:
         outlet.wait_for_consumers(config.wait_for_consumer_s)
+        if marker_outlet is not None:
+            marker_outlet.wait_for_consumers(config.wait_for_consumer_s)
     if on_ready:
         on_ready()
     sent = 0
@@ -250,8 +329,7 @@ def run_simulator(config: SimulatorConfig | None = None, stop: threading.Event |
             if limit and elapsed >= limit:
                 break
             if plan and not config.replay:
-                segment = _segment_at(plan, elapsed)
-                signal.asymmetry, signal.beta_uv = segment.asymmetry, segment.beta_uv
+                signal.apply(_segment_at(plan, elapsed))
             block = source(config.chunk)
             if block is None:
                 break
@@ -261,11 +339,54 @@ def run_simulator(config: SimulatorConfig | None = None, stop: threading.Event |
             if delay > 0:
                 stop.wait(delay)
             outlet.push_chunk(np.ascontiguousarray(block, dtype=np.float32), t0 + (sent - 1) / rate)
+            while markers and markers[0][0] < sent / rate:
+                at, text = markers.pop(0)
+                if marker_outlet is not None:
+                    marker_outlet.push_sample([text], t0 + at)
+        if marker_outlet is not None:
+            for at, text in markers:  # an "end" exactly at the last sample
+                marker_outlet.push_sample([text], t0 + at)
         if config.linger_s:
             stop.wait(config.linger_s)
     finally:
-        del outlet
+        del outlet, marker_outlet
     return {"samples": sent, "seconds": sent / rate}
+
+
+def make_marker_outlet(name: str, source_id: str):
+    """An LSL string marker stream (type "Markers"), as PsychoPy or `emotion-edge calibrate` sends."""
+    from edge.sources.lsl import load_pylsl
+
+    pylsl = load_pylsl()
+    info = pylsl.StreamInfo(name, "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_string, source_id)
+    return pylsl.StreamOutlet(info)
+
+
+def simulate_session(stem: str | Path, segments: Sequence[Segment], config: SimulatorConfig | None = None,
+                     start_lsl_time: float = 1000.0) -> Path:
+    """Write a schedule of segments straight to a recording (as `emotion-edge record` writes one), chunk by
+    chunk exactly as `run_simulator` would send it, markers included; returns the CSV path."""
+    from edge.eeg.recorder import write_recording
+
+    config = (config or SimulatorConfig()).validate()
+    if config.replay:
+        raise EdgeError("simulator.replay cannot be combined with writing a simulated session")
+    plan = list(segments)
+    if not plan:
+        raise EdgeError("a simulated session needs segments, e.g. from --conditions")
+    signal = MuseSignal(config)
+    total = sum(s.duration_s for s in plan)
+    blocks, sent = [], 0
+    while sent / config.rate < total:
+        signal.apply(_segment_at(plan, sent / config.rate))
+        blocks.append(signal.next(config.chunk))
+        sent += config.chunk
+    data = np.concatenate(blocks)
+    times = start_lsl_time + np.arange(len(data)) / config.rate
+    offset = time.time() - times[-1]
+    markers = [(start_lsl_time + at, text) for at, text in segment_markers(plan)]
+    return write_recording(stem, times, times + offset, data, LABELS, config.rate, markers,
+                           stream={"name": config.name, "source_id": config.source_id, "simulated": True})
 
 
 def _segment_at(plan: Sequence[Segment], elapsed: float) -> Segment:
@@ -325,6 +446,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--replay", default="", help="recording CSV to replay instead of synthesising")
     p.add_argument("--loop", action="store_true", help="loop the replay")
+    p.add_argument("--conditions", default="",
+                   help=f"calibration session: comma-separated conditions among {sorted(CONDITIONS)}, each a block "
+                        "with its own band powers, repeated --repeats times in rotating order (replaces --segments)")
+    p.add_argument("--block", type=float, default=20.0, help="seconds per condition block")
+    p.add_argument("--rest", type=float, default=0.0, help="unlabelled neutral seconds after each block")
+    p.add_argument("--repeats", type=int, default=3, help="times each condition block occurs")
+    p.add_argument("--effect", type=float, default=1.0,
+                   help="scale of the condition differences (0 = markers only, no real difference: a control)")
+    p.add_argument("--markers", action="store_true",
+                   help="also send the blocks' label:<condition> / end markers on an LSL Markers stream")
+    p.add_argument("--out", default="", help="write the session to OUT.csv + OUT.json (as `record` does) at once, "
+                                             "instead of streaming it")
     return p
 
 
@@ -335,9 +468,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         name=args.name, source_id=args.source_id, asymmetry=args.asymmetry, alpha_uv=args.alpha,
         beta_uv=args.beta, blinks_per_min=args.blinks, jaw_per_min=args.jaw, mains_hz=args.mains,
         flat_channels=tuple(filter(None, args.flat.split(","))), duration_s=args.duration, speed=args.speed,
-        seed=args.seed, replay=args.replay, loop=args.loop)
+        seed=args.seed, replay=args.replay, loop=args.loop, markers=args.markers)
     try:
-        result = run_simulator(config, segments=parse_segments(args.segments))
+        segments = parse_segments(args.segments)
+        if args.conditions:
+            from edge.eeg.calibration import block_order
+
+            order = block_order([c.strip() for c in args.conditions.split(",") if c.strip()], args.repeats)
+            segments = condition_segments(order, args.block, args.rest, args.effect)
+        if args.out:
+            log.info("wrote %s", simulate_session(args.out, segments, config))
+            return 0
+        result = run_simulator(config, segments=segments)
     except EdgeError as exc:
         log.error("%s", exc)
         return 2

@@ -21,7 +21,6 @@ local network can discover and read it, even with a loopback-only lsl_api.cfg.
 from __future__ import annotations
 
 import bisect
-import json
 import logging
 import math
 import re
@@ -69,9 +68,9 @@ class LslOutletConfig:
             _bad("affect_stream", self.affect_stream, "a name other than lsl_outlet.events_stream")
         if not _number(self.rate_hz) or not 0 < self.rate_hz <= 1000:
             _bad("rate_hz", self.rate_hz, "samples per second in (0, 1000], e.g. 10")
-        if not self.modalities or not all(isinstance(m, str) and re.fullmatch(r"[a-z0-9_]+", m)
-                                          for m in self.modalities) or len(set(self.modalities)) != len(
-                self.modalities):
+        names = self.modalities
+        if not names or len(set(names)) != len(names) or \
+                not all(isinstance(m, str) and re.fullmatch(r"[a-z0-9_]+", m) for m in names):
             _bad("modalities", self.modalities, "distinct lower-case modality names, e.g. [\"face\", \"fused\"]")
         if not _number(self.delay_s) or not 0 <= self.delay_s <= 60:
             _bad("delay_s", self.delay_s, "seconds in [0, 60]")

@@ -1,0 +1,272 @@
+// The dashboard page: one Server-Sent Events stream of snapshots, drawn with the DOM and plain SVG.
+// Text goes in with textContent only (labels and health strings are data, never markup).
+// No data (null) is shown as "—", never 0, and as a gap in the timeline.
+"use strict";
+
+const SVG = "http://www.w3.org/2000/svg";
+const DASH = "—";
+const token = new URLSearchParams(location.search).get("token");
+let state = null;
+let clockOffset = 0; // server time minus this browser's time, in seconds
+
+function api(path) {
+  return token ? `${path}?token=${encodeURIComponent(token)}` : path;
+}
+
+function fmt(value, digits = 2) {
+  return value === null || value === undefined ? DASH : Number(value).toFixed(digits);
+}
+
+function el(tag, attrs = {}, text) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function svg(tag, attrs = {}) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  return node;
+}
+
+function modalityClass(name) {
+  return ["face", "voice", "eeg", "fused"].includes(name) ? `m-${name}` : "m-other";
+}
+
+function now() {
+  return Date.now() / 1000 + clockOffset;
+}
+
+function labelText(row) {
+  if (!row) return DASH;
+  if (row.label) return row.label;
+  return row.uncertain ? "uncertain" : DASH;
+}
+
+function modalityNames() {
+  const names = new Set(Object.keys(state.modalities));
+  const health = state.health && state.health.summary.modalities;
+  for (const name of Object.keys(health || {})) names.add(name);
+  const order = ["face", "voice", "eeg", "fused"];
+  return [...names].sort((a, b) => ((order.indexOf(a) + 5) % 5) - ((order.indexOf(b) + 5) % 5) || a.localeCompare(b));
+}
+
+function metric(name, value, digits) {
+  const box = el("div", { class: "metric" });
+  box.append(el("span", { class: "name" }, name), el("span", { class: "value", "data-field": name }, fmt(value, digits)));
+  return box;
+}
+
+function renderCards() {
+  const cards = document.getElementById("cards");
+  cards.replaceChildren();
+  const names = modalityNames();
+  if (!names.length) cards.append(el("p", { class: "waiting" }, "waiting for data…"));
+  for (const name of names) {
+    const rows = (state.modalities[name] || { subjects: [] }).subjects;
+    const primary = rows[0] || null;
+    const card = el("section", { class: `card ${modalityClass(name)}`, "data-modality": name });
+    if (primary && primary.stale) card.classList.add("stale");
+    const head = el("h2");
+    head.append(el("span", { class: "swatch" }), el("span", {}, name));
+    head.append(el("span", { class: "subject", "data-field": "subject" }, primary ? primary.subject : DASH));
+    card.append(head, el("div", { class: "label", "data-field": "label" }, labelText(primary)));
+    const metrics = el("div", { class: "metrics" });
+    metrics.append(metric("valence", primary && primary.valence), metric("arousal", primary && primary.arousal),
+                   metric("confidence", primary && primary.confidence), metric("quality", primary && primary.quality));
+    card.append(metrics);
+    if (primary && primary.contributions !== undefined) {
+      const parts = (primary.contributions || []).map((c) => `${c.name} ${fmt(c.weight)}`);
+      card.append(el("div", { class: "contributions", "data-field": "contributions" },
+                     parts.length ? `from ${parts.join(" · ")}` : `from ${DASH}`));
+    }
+    const age = primary ? Math.max(0, primary.age_s + (now() - state.now)) : null;
+    card.append(el("div", { class: "age", "data-field": "age" },
+                   primary ? `${primary.stale ? "stale, " : ""}updated ${age.toFixed(0)} s ago` : "no data"));
+    if (rows.length > 1) {
+      const list = el("ul", { class: "others" });
+      for (const row of rows.slice(1, 6)) {
+        list.append(el("li", { "data-subject": row.subject },
+                       `${row.subject}: ${labelText(row)} v ${fmt(row.valence)} a ${fmt(row.arousal)}`));
+      }
+      if (rows.length > 6) list.append(el("li", {}, `and ${rows.length - 6} more`));
+      card.append(list);
+    }
+    cards.append(card);
+  }
+}
+
+function renderCircumplex() {
+  const plot = document.getElementById("circumplex");
+  plot.replaceChildren();
+  plot.append(svg("circle", { cx: 0, cy: 0, r: 1, class: "frame" }),
+              svg("line", { x1: -1.1, y1: 0, x2: 1.1, y2: 0, class: "axis" }),
+              svg("line", { x1: 0, y1: -1.1, x2: 0, y2: 1.1, class: "axis" }));
+  const corners = [["excited", 0.72, -0.8], ["tense", -0.72, -0.8], ["sad", -0.72, 0.88], ["calm", 0.72, 0.88]];
+  for (const [text, x, y] of corners) {
+    const t = svg("text", { x, y, class: "quadrant" });
+    t.textContent = text;
+    plot.append(t);
+  }
+  for (const name of Object.keys(state.modalities)) {
+    const row = state.modalities[name].subjects.find((r) => r.valence !== null && r.arousal !== null);
+    if (!row) continue;
+    const x = Math.max(-1, Math.min(1, row.valence)), y = -Math.max(-1, Math.min(1, row.arousal));
+    const dot = svg("circle", { cx: x, cy: y, r: name === "fused" ? 0.09 : 0.06,
+                                class: `dot ${modalityClass(name)}${row.stale ? " stale" : ""}`, "data-modality": name });
+    const label = svg("text", { x: x + 0.1, y: y + 0.04, class: "dot-label" });
+    label.textContent = name;
+    plot.append(dot, label);
+  }
+}
+
+function renderTimeline(id, index) {
+  const plot = document.getElementById(id);
+  plot.replaceChildren();
+  const width = 600, height = 120, history = state.history_s, end = now(), start = end - history;
+  const gap = Math.max(state.stale_after_s, 3 * state.resolution_s);
+  plot.append(svg("line", { x1: 0, y1: height / 2, x2: width, y2: height / 2, class: "axis" }));
+  const x = (t) => ((t - start) / history) * width;
+  const y = (v) => (height / 2) * (1 - v);
+  for (const [name, points] of Object.entries(state.timeline)) {
+    let segment = [], last = null;
+    const flush = () => {
+      if (segment.length === 1) segment.push(segment[0]);
+      if (segment.length) {
+        plot.append(svg("polyline", { points: segment.map((p) => `${p[0].toFixed(1)},${p[1].toFixed(1)}`).join(" "),
+                                      class: `series ${modalityClass(name)}`, "data-modality": name }));
+      }
+      segment = [];
+    };
+    for (const point of points) {
+      const value = point[index];
+      if (value === null || point[0] < start || (last !== null && point[0] - last > gap)) flush();
+      if (value !== null && point[0] >= start) segment.push([x(point[0]), y(value)]);
+      last = point[0];
+    }
+    flush();
+  }
+}
+
+function renderLegend() {
+  const legend = document.getElementById("legend");
+  legend.replaceChildren();
+  for (const name of Object.keys(state.timeline)) {
+    const item = el("span", { class: `key ${modalityClass(name)}` });
+    item.append(el("span", { class: "swatch" }), document.createTextNode(name));
+    legend.append(item);
+  }
+  const minutes = state.history_s / 60;
+  document.getElementById("history").textContent = minutes >= 1 ? `${minutes.toFixed(minutes % 1 ? 1 : 0)} min` : `${state.history_s} s`;
+}
+
+function row(cells, header = false) {
+  const tr = el("tr");
+  for (const cell of cells) tr.append(el(header ? "th" : "td", {}, cell === null || cell === undefined ? DASH : String(cell)));
+  return tr;
+}
+
+function renderHealth() {
+  const box = document.getElementById("health");
+  const table = document.getElementById("health-rows");
+  if (!state.health) return;
+  const summary = state.health.summary;
+  box.replaceChildren();
+  const sources = el("table", { class: "sources" });
+  sources.append(row(["modality", "rate /s", "latency ms", "dropped", "source"], true));
+  for (const [name, m] of Object.entries(summary.modalities)) {
+    const tr = row([name, fmt(m.rate, 1), fmt(m.latency_ms, 1), m.dropped, m.source]);
+    tr.setAttribute("data-modality", name);
+    if (m.source && !["running", "connected", "streaming", "open"].includes(m.source)) tr.classList.add("warn");
+    sources.append(tr);
+  }
+  const facts = el("dl", { class: "facts" });
+  const calibration = summary.calibration === null ? DASH : summary.calibration
+    .map((c) => `${c.name}: ${c.done ? "done" : "learning"}${!c.done && c.progress !== null ? ` ${Math.round(c.progress * 100)}%` : ""}`)
+    .join(", ");
+  for (const [name, value, key] of [["broker", summary.broker ?? DASH, "broker"],
+                                    ["spool depth", summary.spool_depth ?? DASH, "spool"],
+                                    ["calibration", calibration, "calibration"],
+                                    ["CPU temperature", summary.cpu_temp_c === null ? DASH : `${fmt(summary.cpu_temp_c, 1)} °C`, "cpu-temp"]]) {
+    facts.append(el("dt", {}, name), el("dd", { "data-field": key }, String(value)));
+  }
+  box.append(sources, facts);
+  if (summary.electrodes) {
+    const electrodes = el("div", { class: "electrodes", "aria-label": "EEG signal quality" });
+    for (const e of summary.electrodes) {
+      const item = el("div", { class: `electrode ${e.status === "ok" ? "ok" : "bad"}`, "data-electrode": e.name });
+      const bar = el("span", { class: "bar" });
+      const fill = el("span", { class: "fill" });
+      fill.style.width = `${e.score === null ? 0 : Math.round(e.score * 100)}%`;
+      bar.append(fill);
+      item.append(el("b", {}, e.name), bar, el("span", {}, `${e.status ?? DASH} ${fmt(e.score)}`));
+      electrodes.append(item);
+    }
+    box.append(electrodes);
+  }
+  table.replaceChildren(...state.health.rows.map((r) => row(r)));
+}
+
+function renderHealthAge() {
+  const age = document.getElementById("health-age");
+  age.textContent = state.health && state.health.timestamp ? `${Math.max(0, now() - state.health.timestamp).toFixed(0)} s ago` : "";
+}
+
+function renderEvents() {
+  const body = document.querySelector("#events tbody");
+  body.replaceChildren(...state.events.map((e) => {
+    const time = typeof e.timestamp === "string" ? e.timestamp.slice(11, 19) : DASH;
+    const tr = row([time, e.modality, e.kind, e.subject, e.label, fmt(e.valence), fmt(e.arousal)]);
+    tr.setAttribute("data-event", e.id || "");
+    return tr;
+  }));
+}
+
+function renderHeader() {
+  document.getElementById("device").textContent = state.device || "";
+  const faces = state.presence.faces;
+  document.getElementById("faces").textContent = faces === null ? DASH : String(faces);
+  document.getElementById("presence").setAttribute("data-present", faces === null ? "unknown" : String(faces > 0));
+}
+
+function render() {
+  renderHeader();
+  renderCards();
+  renderCircumplex();
+  renderTimeline("timeline-valence", 1);
+  renderTimeline("timeline-arousal", 2);
+  renderLegend();
+  renderHealth();
+  renderHealthAge();
+  renderEvents();
+}
+
+function setStatus(kind, text) {
+  const status = document.getElementById("status");
+  status.setAttribute("data-state", kind);
+  status.textContent = text;
+}
+
+function connect() {
+  const source = new EventSource(api("/api/events"));
+  source.onmessage = (message) => {
+    state = JSON.parse(message.data);
+    clockOffset = state.now - Date.now() / 1000;
+    setStatus("live", "live");
+    render();
+    document.body.setAttribute("data-updates", String(Number(document.body.getAttribute("data-updates") || 0) + 1));
+  };
+  source.onerror = () => setStatus("lost", "reconnecting…");
+}
+
+// Between pushes only time moves: slide the timeline and refresh the ages once a second.
+setInterval(() => {
+  if (!state) return;
+  renderCards();
+  renderTimeline("timeline-valence", 1);
+  renderTimeline("timeline-arousal", 2);
+  renderHealthAge();
+}, 1000);
+
+connect();
