@@ -27,6 +27,7 @@ from .publish.mqtt import MqttConfig
 from .smoothing import SmoothingConfig
 from .sources.audio import AudioFileConfig, MicrophoneConfig
 from .sources.camera import CameraConfig
+from .sinks.dashboard import DashboardConfig
 from .sinks.lsl_outlet import LslOutletConfig
 from .sources.lsl import LSLSourceConfig
 from .voice.pipeline import VoiceConfig
@@ -89,6 +90,7 @@ SECTIONS: dict[str, type] = {
     "lsl": LSLSourceConfig,
     "fusion": FusionConfig,
     "lsl_outlet": LslOutletConfig,
+    "dashboard": DashboardConfig,
 }
 
 # Sections whose values only matter when another setting uses them (an audio file path is

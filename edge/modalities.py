@@ -45,7 +45,12 @@ def enabled(config) -> list[Modality]:
 def published(config) -> list[str]:
     """Every modality whose state and events this configuration publishes, fusion included."""
     names = [name for name in REGISTRY if getattr(config, name).enabled]
-    fusion = getattr(config, "fusion", None)
-    if fusion is not None and fusion.enabled and names:
+    if fuses(config):
         names.append("fused")
     return names
+
+
+def fuses(config) -> bool:
+    """Fusion runs when it is enabled and there are at least two modalities to fuse."""
+    fusion = getattr(config, "fusion", None)
+    return fusion is not None and fusion.enabled and sum(getattr(config, name).enabled for name in REGISTRY) >= 2

@@ -148,8 +148,7 @@ class Runtime:
 
     def _fusion_stages(self) -> list:
         """Bus stages that turn observations into more observations (fusion), if configured."""
-        fusion = getattr(self.config, "fusion", None)
-        if fusion is None or not fusion.enabled:
+        if not modalities.fuses(self.config):
             return []
         from .fusion_stage import FusionStage
 

@@ -84,8 +84,9 @@ class Smoother:
         """Weight of the new vector after a gap of `dt` seconds."""
         return ema_weight(self.config, dt)
 
-    def update(self, probs: Sequence[float], t: float) -> tuple[np.ndarray, str | None, bool]:
-        """Fold in one probability vector captured at time `t` (seconds).
+    def update(self, probs: Sequence[float], t: float, confident: bool = True) -> tuple[np.ndarray, str | None, bool]:
+        """Fold in one probability vector captured at time `t` (seconds); `confident` False says the analyzer
+        would not name a label for this input (below its calibrated threshold), so no label leads.
 
         Returns the smoothed vector, the current label (None until one is adopted) and whether
         the label changed with this update. A vector with NaN/inf is skipped with a warning.
@@ -107,7 +108,7 @@ class Smoother:
         self._last_t = t if self._last_t is None else max(t, self._last_t)
 
         best = int(np.argmax(self.probs))
-        leader = self.labels[best] if self.probs[best] >= self.config.min_confidence else None
+        leader = self.labels[best] if confident and self.probs[best] >= self.config.min_confidence else None
         changed = False
         if leader is None and self.release and self.label is not None:
             if self._pending != "":
@@ -221,7 +222,8 @@ class _Stream:
             names = tuple(raw.probabilities)
             if self.labels is None or self.labels.labels != names:
                 self.labels = Smoother(names, self.config, self.release)
-            probs, label, changed = self.labels.update([raw.probabilities[name] for name in names], t)
+            confident = raw.label is not None or not self.release
+            probs, label, changed = self.labels.update([raw.probabilities[name] for name in names], t, confident)
             changes["probabilities"] = {name: float(p) for name, p in zip(names, probs)}
             changes["label"] = label
         else:
@@ -238,7 +240,6 @@ class _Stream:
                 smoothed = (1.0 - weight) * last + weight * float(value)
             self.values[name], self.times[name] = smoothed, max(t, self.times.get(name, t))
             changes[name] = smoothed
-        if raw.probabilities:  # a classifier's confidence is the smoothed probability of what it says
-            probs = changes["probabilities"]
-            changes["confidence"] = probs[changes["label"]] if changes["label"] is not None else max(probs.values())
+        if raw.probabilities and changes["label"] is not None and raw.confidence is not None:
+            changes["confidence"] = changes["probabilities"][changes["label"]]  # the smoothed probability of what it says
         return replace(raw, **changes), changed

@@ -30,10 +30,10 @@ def test_payloads_carry_what_home_assistant_requires():
         for component, object_id in [("sensor", "emotion"), ("sensor", "valence"), ("sensor", "arousal"),
                                      ("event", "event")]:
             assert f"homeassistant/{component}/{node}/{modality}_{object_id}/config" in enabled
-    # voice is not enabled: its four entities are removed with empty retained payloads
-    assert sorted(removed) == sorted(f"homeassistant/{c}/{node}/voice_{o}/config" for c, o in
-                                     [("sensor", "emotion"), ("sensor", "valence"), ("sensor", "arousal"),
-                                      ("event", "event")])
+    # voice and fusion are not enabled: their four entities each are removed with empty retained payloads
+    assert sorted(removed) == sorted(f"homeassistant/{c}/{node}/{m}_{o}/config" for m in ("voice", "fused")
+                                     for c, o in [("sensor", "emotion"), ("sensor", "valence"),
+                                                  ("sensor", "arousal"), ("event", "event")])
     assert "homeassistant/sensor/kiosk-1/cpu_temperature/config" in enabled
     unique_ids = [c["unique_id"] for c in enabled.values()]
     assert len(unique_ids) == len(set(unique_ids)) == 9

@@ -23,8 +23,8 @@ MODEL = "Emotion edge runtime"
 # The event entity needs a JSON object with `event_type`; the other keys become its attributes.
 EVENT_VALUE_TEMPLATE = (
     '{"event_type": "{{ value_json.kind }}", "label": {{ value_json.label | to_json }}, '
-    '"confidence": {{ value_json.confidence }}, "valence": {{ value_json.valence }}, '
-    '"arousal": {{ value_json.arousal }}, "track_id": {{ value_json.track_id | to_json }}, '
+    '"confidence": {{ value_json.confidence | to_json }}, "valence": {{ value_json.valence | to_json }}, '
+    '"arousal": {{ value_json.arousal | to_json }}, "track_id": {{ value_json.track_id | to_json }}, '
     '"timestamp": "{{ value_json.timestamp }}"}'
 )
 
@@ -46,7 +46,7 @@ def device_block(device_id: str) -> dict[str, Any]:
 
 def _entities(modality: str, topics: Topics) -> list[tuple[str, str, dict[str, Any]]]:
     """(component, object_id, component-specific fields) for one modality."""
-    title = modality.upper() if modality == "eeg" else modality.capitalize()
+    title = {"eeg": "EEG", "fused": "Combined"}.get(modality, modality.capitalize())
     state = topics.state(modality)
     return [
         ("sensor", f"{modality}_emotion", {

@@ -33,6 +33,7 @@ class Sink(Protocol):
 SINKS: dict[str, str] = {
     "mqtt": "edge.sinks.mqtt:make",
     "lsl_outlet": "edge.sinks.lsl_outlet:make",
+    "dashboard": "edge.sinks.dashboard:make",
 }
 
 
