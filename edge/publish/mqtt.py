@@ -87,7 +87,7 @@ class MqttConfig:
     discovery_prefix: str = "homeassistant"  # HA's discovery prefix; HA announces itself on <prefix>/status
     spool_max_events: int = 100_000  # undelivered events kept on disk; past it the oldest are dropped
     spool_max_bytes: int = 64 * 1024 * 1024  # bytes of undelivered events kept on disk; past it the oldest are dropped
-    max_inflight: int = 20  # events handed to the broker but not yet acknowledged
+    max_inflight: int = 100  # events handed to the broker but not yet acknowledged (at most this many repeat after a reconnect)
     reconnect_min_delay_s: float = 1.0  # floor of the reconnect delay; its random bound doubles per failed attempt
     reconnect_max_delay_s: float = 10.0  # cap of the reconnect delay (each delay is jittered between floor and bound)
     retained_expiry_s: int = 300  # MQTT 5: retained availability and state expire this long after the last refresh
@@ -204,6 +204,8 @@ class _PahoLog(logging.LoggerAdapter):
         self._on_socket_error = on_socket_error
 
     def log(self, level, msg, *args, **kwargs):
+        if level <= logging.DEBUG and not self.logger.isEnabledFor(level):
+            return  # paho logs every packet at DEBUG: skip the rest unless someone listens
         text = str(msg)
         if text.startswith(self._NOISE):
             if self.disconnecting.is_set():
