@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import socket
 import struct
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -377,3 +379,57 @@ def test_runtime_serves_the_dashboard_on_the_demo_video(broker, face_models, dem
         assert label in face_labels and int(faces) >= 1
     finally:
         kill(process)
+
+
+KIOSK = Path(__file__).resolve().parents[1] / "firmware_config" / "kiosk"
+
+
+def test_kiosk_launcher_waits_for_the_dashboard_then_starts_chromium_in_kiosk_mode(dashboard, tmp_path):
+    calls = tmp_path / "browser-args"
+    browser = tmp_path / "fake-chromium"
+    browser.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {calls}\n')
+    browser.chmod(0o755)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.update(KIOSK_URL=f"http://127.0.0.1:{port}/", KIOSK_BROWSER=str(browser), KIOSK_WAIT_S="60",
+               XDG_RUNTIME_DIR=str(tmp_path))
+    launcher = subprocess.Popen([str(KIOSK / "emotion-edge-kiosk"), "--session"], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(1.5)
+        assert launcher.poll() is None and not calls.exists()  # no dashboard yet: still waiting, no browser
+        dashboard(port=port)
+        assert launcher.wait(timeout=10) == 0, launcher.stdout.read()
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    args = calls.read_text().split()
+    assert {"--kiosk", "--noerrdialogs", "--disable-infobars"} <= set(args) and args[-1] == f"http://127.0.0.1:{port}/"
+
+
+def test_kiosk_install_writes_the_unit_and_autostart_entries(tmp_path):
+    home = tmp_path / "home"
+    (home / ".config").mkdir(parents=True)
+    (home / ".config" / "wayfire.ini").write_text("[core]\nplugins = autostart\n")
+    env = dict(os.environ, HOME=str(home), KIOSK_NO_SYSTEM="1")
+    env.pop("XDG_CONFIG_HOME", None)
+    for _ in range(2):  # re-running adds nothing twice
+        result = subprocess.run(["bash", str(KIOSK / "install_kiosk.sh"), "--port", "8799"], env=env,
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+    launch = f"{home}/.local/bin/emotion-edge-kiosk --session"
+    assert (home / ".config/labwc/autostart").read_text() == f"{launch} &\n"
+    assert (home / ".config/wayfire.ini").read_text().count(launch) == 1
+    assert f"Exec={launch}\n" in (home / ".config/autostart/emotion-edge-kiosk.desktop").read_text()
+    assert (home / ".config/emotion-edge-kiosk.env").read_text() == "KIOSK_URL=http://127.0.0.1:8799/\n"
+    assert os.access(home / ".local/bin/emotion-edge-kiosk", os.X_OK)
+    unit = home / ".config/systemd/user/emotion-edge-kiosk.service"
+    if shutil.which("systemd-analyze"):
+        runtime_dir = tmp_path / "xdg"
+        runtime_dir.mkdir(mode=0o700)
+        verify = subprocess.run(["systemd-analyze", "--user", "verify", str(unit)], capture_output=True, text=True,
+                                env=dict(env, XDG_RUNTIME_DIR=str(runtime_dir)), timeout=60)
+        assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+    assert subprocess.run(["bash", str(KIOSK / "install_kiosk.sh"), "--port", "web"], env=env, capture_output=True,
+                          text=True).stderr.strip() == "install_kiosk.sh: --port must be a number, not web"

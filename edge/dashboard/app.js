@@ -8,6 +8,7 @@ const DASH = "—";
 const token = new URLSearchParams(location.search).get("token");
 let state = null;
 let clockOffset = 0; // server time minus this browser's time, in seconds
+let lastRender = 0;
 
 function api(path) {
   return token ? `${path}?token=${encodeURIComponent(token)}` : path;
@@ -44,12 +45,16 @@ function labelText(row) {
   return row.uncertain ? "uncertain" : DASH;
 }
 
+function modalityOrder(names) {
+  const rank = (name) => { const i = ["face", "voice", "eeg", "fused"].indexOf(name); return i < 0 ? 3.5 : i; };
+  return [...names].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+}
+
 function modalityNames() {
   const names = new Set(Object.keys(state.modalities));
   const health = state.health && state.health.summary.modalities;
   for (const name of Object.keys(health || {})) names.add(name);
-  const order = ["face", "voice", "eeg", "fused"];
-  return [...names].sort((a, b) => ((order.indexOf(a) + 5) % 5) - ((order.indexOf(b) + 5) % 5) || a.localeCompare(b));
+  return modalityOrder(names);
 }
 
 function metric(name, value, digits) {
@@ -152,7 +157,7 @@ function renderTimeline(id, index) {
 function renderLegend() {
   const legend = document.getElementById("legend");
   legend.replaceChildren();
-  for (const name of Object.keys(state.timeline)) {
+  for (const name of modalityOrder(Object.keys(state.timeline))) {
     const item = el("span", { class: `key ${modalityClass(name)}` });
     item.append(el("span", { class: "swatch" }), document.createTextNode(name));
     legend.append(item);
@@ -231,6 +236,7 @@ function renderHeader() {
 }
 
 function render() {
+  lastRender = performance.now();
   renderHeader();
   renderCards();
   renderCircumplex();
@@ -260,9 +266,10 @@ function connect() {
   source.onerror = () => setStatus("lost", "reconnecting…");
 }
 
-// Between pushes only time moves: slide the timeline and refresh the ages once a second.
+// Between pushes only time moves: slide the timeline and refresh the ages once a second (not right after a push).
 setInterval(() => {
-  if (!state) return;
+  if (!state || performance.now() - lastRender < 900) return;
+  lastRender = performance.now();
   renderCards();
   renderTimeline("timeline-valence", 1);
   renderTimeline("timeline-arousal", 2);
