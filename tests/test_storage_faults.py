@@ -199,3 +199,44 @@ def test_spool_in_a_read_only_dir_is_an_edge_error(tmp_path):
             Spool(disk / "spool" / SPOOL_FILENAME)
     message = str(caught.value)
     assert "\n" not in message and str(disk / "spool") in message and "device.data_dir" in message
+
+
+def test_restarts_on_a_100_percent_full_disk_keep_event_ids_unique(face_models, demo_video, tmp_path):
+    """The run counter needs no new block after the first start: two restarts on a data dir with not one block
+    free get runs 2 and 3 (before: exit 2 blaming permissions), each connects to the broker and publishes its
+    health while its events, which the full spool cannot hold, are counted as disk_full drops; no event id
+    repeats across the three runs."""
+    broker = Broker(tmp_path).start()
+    subscriber = Subscriber(broker.port, [f"{PREFIX}/#"])
+    config = runtime_config(tmp_path, face_models, demo_video, broker.port)
+    data = Path(config["device"]["data_dir"])
+    processes, printed = [], []
+    try:
+        with small_disk(data):
+            for run in (1, 2, 3):
+                if run == 2:
+                    fill(data / "filler")  # not one block free from here on
+                health_before = len(subscriber.on(f"{PREFIX}/health"))
+                processes.append(start_runtime(tmp_path, config))
+                out, err = finish(processes[-1])
+                assert processes[-1].returncode == 0, err[-3000:]
+                assert "Traceback" not in err and "run counter" not in err, err[-3000:]
+                events = [json.loads(line) for line in event_lines(out)]
+                assert events and {event["run"] for event in events} == {run}, err[-3000:]
+                printed += events
+                assert subscriber.wait_for(lambda msgs: len(subscriber.on(f"{PREFIX}/health")) > health_before,
+                                           timeout=10)
+                if run > 1:
+                    assert os.statvfs(data).f_bavail == 0
+                    assert summary(err)["mqtt"]["spool_drops"] == {"disk_full": len(events)}
+            assert subscriber.wait_for(lambda msgs: len(subscriber.on(f"{PREFIX}/face/event")) >= len(printed) // 3,
+                                       timeout=10)
+    finally:
+        for process in processes:
+            kill(process)
+        subscriber.close()
+        broker.stop()
+    ids = [event["id"] for event in printed]
+    assert len(ids) == len(set(ids)) and {event["run"] for event in printed} == {1, 2, 3}
+    delivered = [json.loads(m.payload) for m in subscriber.on(f"{PREFIX}/face/event")]
+    assert [event["id"] for event in delivered] == [event["id"] for event in printed if event["run"] == 1]
