@@ -92,6 +92,26 @@ def test_spool_on_a_full_disk_drops_counts_and_resumes(tmp_path):
         again.close()
 
 
+
+def test_a_batch_on_a_full_disk_is_dropped_counted_and_storing_resumes(tmp_path):
+    """append_many (one transaction) on a full disk: no exception, every event of the batch counted as disk_full,
+    nothing half-stored; the next batch after space returns is stored whole and in order."""
+    with small_disk(tmp_path / "disk") as disk:
+        spool = Spool(disk / "spool" / SPOOL_FILENAME)
+        assert None not in spool.append_many([("t", PAYLOAD, 1)] * 20)
+        fill(disk / "filler")
+        results = [spool.append_many([("t", PAYLOAD, 1)] * 50) for _ in range(40)]
+        dropped = sum(ids.count(None) for ids in results)
+        assert dropped and spool.drops == {"disk_full": dropped} and spool.dropped == dropped
+        assert all(ids.count(None) in (0, 50) for ids in results)  # a batch is stored whole or not at all
+        assert spool.depth() == 20 + 40 * 50 - dropped
+        (disk / "filler").unlink()
+        after = spool.append_many([("t", f"after{i}", 1) for i in range(50)])
+        assert None not in after and after == sorted(after)
+        payloads = [m.payload for m in spool.peek(limit=5000)]
+        assert payloads[-50:] == [f"after{i}".encode() for i in range(50)] and len(payloads) == spool.depth()
+        spool.close()
+
 def test_spool_that_cannot_open_on_a_full_disk_is_not_called_corrupt(tmp_path, monkeypatch):
     """A crashed run left events in the WAL; the restart must rebuild the WAL index (-shm) on a full disk, which
     fails as a disk I/O error. That is not corruption: no .corrupt file, drops are counted, and once space is back
