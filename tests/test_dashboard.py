@@ -7,6 +7,7 @@ the real runtime on the demo video, which needs `[dashboard]` registered in edge
 from __future__ import annotations
 
 import json
+import math
 import os
 import select
 import shutil
@@ -132,8 +133,10 @@ def test_state_reports_what_was_published_with_no_data_as_null(dashboard):
     assert (eeg["valence"], eeg["arousal"], eeg["confidence"], eeg["uncertain"]) == (None, None, None, False)
     fused = snapshot["modalities"]["fused"]["subjects"][0]
     assert fused["contributions"] == [{"name": "face", "weight": 0.7}, {"name": "voice", "weight": 0.3}]
-    assert snapshot["timeline"]["eeg"][-1][1:] == [None, None]  # a gap in the plot, not a line at 0
-    assert snapshot["timeline"]["face"][-1][1:] == [0.52, 0.31]  # face-2 has no data: the mean is face-1's
+    eeg, face = snapshot["timeline"]["eeg"], snapshot["timeline"]["face"]
+    assert (eeg["valence"][-1], eeg["arousal"][-1]) == (None, None)  # a gap in the plot, not a line at 0
+    assert (face["valence"][-1], face["arousal"][-1]) == (0.52, 0.31)  # face-2 has no data: the mean is face-1's
+    assert abs(face["start"] + face["index"][-1] * face["step"] - time.time()) < 2
     assert [event["id"] for event in snapshot["events"]] == [event.id for event in reversed(events)]
     summary = snapshot["health"]["summary"]
     assert summary["modalities"]["face"] == {"rate": 14.9, "latency_ms": 21.5, "dropped": 3, "source": "running"}
@@ -242,18 +245,20 @@ def png_size(path: Path) -> tuple[int, int]:
 
 @needs_chromium
 def test_page_in_chromium_shows_the_published_values(dashboard, tmp_path):
-    sink, bus = dashboard(update_interval_s=0.2, history_s=20.0)
+    sink, bus = dashboard(update_interval_s=0.2, history_s=10.0)
     with Browser(tmp_path / "chromium") as browser:
         page = browser.open(sink.url)
         page.wait_for("document.querySelector('#status').dataset.state === 'live'")
         assert page.evaluate("document.querySelector('#faces').textContent") == "—"  # no face modality yet
-        for step in range(40):  # 4 s of a changing mood, pushed while the page is open
+        for step in range(60):  # 6 s of a changing mood, pushed while the page is open
             t = time.time()
-            bus.publish(Observation("face", "face-1", t, label="neutral", valence=0.5 * (step % 10) / 10 - 0.2,
-                                    arousal=0.3 - 0.04 * (step % 8), confidence=0.7))
-            bus.publish(Observation("voice", "room", t, label="neutral", valence=-0.1 + 0.01 * step, arousal=0.05))
-            bus.publish(Observation("fused", "room", t, label="neutral", valence=0.1, arousal=0.0 + 0.005 * step,
-                                    estimator="fusion", extra={"contributions": {"face": 0.6, "voice": 0.4}}))
+            face, voice = (0.6 * math.sin(step / 7), 0.4 * math.cos(step / 9)), (0.3 * math.sin(step / 15) - 0.2, 0.1)
+            bus.publish(Observation("face", "face-1", t, label="neutral", valence=face[0], arousal=face[1],
+                                    confidence=0.7))
+            bus.publish(Observation("voice", "room", t, label="neutral", valence=voice[0], arousal=voice[1]))
+            bus.publish(Observation("fused", "room", t, label="neutral", valence=(face[0] + voice[0]) / 2,
+                                    arousal=(face[1] + voice[1]) / 2, estimator="fusion",
+                                    extra={"contributions": {"face": 0.6, "voice": 0.4}}))
             time.sleep(0.1)
         events = publish_scene(bus)
         page.wait_for("document.querySelector('[data-modality=face] [data-field=label]').textContent === 'happy'")
@@ -276,7 +281,7 @@ def test_page_in_chromium_shows_the_published_values(dashboard, tmp_path):
                               "`#timeline-${k} polyline`)].map(p => [p.dataset.modality, p.points.numberOfItems])]))")
         for plot in lines.values():
             assert {m for m, _ in plot} == {"face", "voice", "fused"}  # EEG had no data: no line at all
-            assert max(n for m, n in plot if m == "face") >= 20
+            assert max(n for m, n in plot if m == "face") >= 30
         health = page.evaluate("[...document.querySelectorAll('#health .sources tr[data-modality]')].map("
                                "r => [...r.cells].map(c => c.textContent))")
         assert health == [["face", "14.9", "21.5", "3", "running"], ["voice", "1.0", "—", "0", "running"],

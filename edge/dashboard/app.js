@@ -126,7 +126,7 @@ function renderCircumplex() {
   }
 }
 
-function renderTimeline(id, index) {
+function renderTimeline(id, key) {
   const plot = document.getElementById(id);
   plot.replaceChildren();
   const width = 600, height = 120, history = state.history_s, end = now(), start = end - history;
@@ -134,7 +134,7 @@ function renderTimeline(id, index) {
   plot.append(svg("line", { x1: 0, y1: height / 2, x2: width, y2: height / 2, class: "axis" }));
   const x = (t) => ((t - start) / history) * width;
   const y = (v) => (height / 2) * (1 - v);
-  for (const [name, points] of Object.entries(state.timeline)) {
+  for (const [name, series] of Object.entries(state.timeline)) {
     let segment = [], last = null;
     const flush = () => {
       if (segment.length === 1) segment.push(segment[0]);
@@ -144,12 +144,12 @@ function renderTimeline(id, index) {
       }
       segment = [];
     };
-    for (const point of points) {
-      const value = point[index];
-      if (value === null || point[0] < start || (last !== null && point[0] - last > gap)) flush();
-      if (value !== null && point[0] >= start) segment.push([x(point[0]), y(value)]);
-      last = point[0];
-    }
+    series.index.forEach((i, n) => {
+      const t = series.start + i * series.step, value = series[key][n];
+      if (value === null || t < start || (last !== null && t - last > gap)) flush();
+      if (value !== null && t >= start) segment.push([x(t), y(value)]);
+      last = t;
+    });
     flush();
   }
 }
@@ -240,8 +240,8 @@ function render() {
   renderHeader();
   renderCards();
   renderCircumplex();
-  renderTimeline("timeline-valence", 1);
-  renderTimeline("timeline-arousal", 2);
+  renderTimeline("timeline-valence", "valence");
+  renderTimeline("timeline-arousal", "arousal");
   renderLegend();
   renderHealth();
   renderHealthAge();
@@ -271,8 +271,8 @@ setInterval(() => {
   if (!state || performance.now() - lastRender < 900) return;
   lastRender = performance.now();
   renderCards();
-  renderTimeline("timeline-valence", 1);
-  renderTimeline("timeline-arousal", 2);
+  renderTimeline("timeline-valence", "valence");
+  renderTimeline("timeline-arousal", "arousal");
   renderHealthAge();
 }, 1000);
 

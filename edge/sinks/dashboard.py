@@ -175,11 +175,15 @@ class _Series:
             point[2] += arousal
             point[3] += 1
 
-    def export(self, since: float) -> list[list]:
-        """[time, valence, arousal] per bucket; None where the modality reported only "no data"."""
-        return [[round((bucket + 1) * self.resolution, 2), round(v / n, 3) if n else None,
-                 round(a / n, 3) if n else None]
-                for bucket, v, a, n in self.points if (bucket + 1) * self.resolution >= since]
+    def export(self, since: float) -> dict[str, Any]:
+        """Bucket i (of `index`) ends at start + i * step; valence/arousal None where the modality reported only
+        "no data". Parallel arrays of small numbers keep the snapshot small: it is encoded on every push."""
+        points = [point for point in self.points if (point[0] + 1) * self.resolution >= since]
+        first = points[0][0] if points else 0
+        return {"start": round((first + 1) * self.resolution, 2), "step": self.resolution,
+                "index": [bucket - first for bucket, _, _, _ in points],
+                "valence": [round(v / n, 2) if n else None for _, v, _, n in points],
+                "arousal": [round(a / n, 2) if n else None for _, _, a, n in points]}
 
 
 def _dig(data: Any, *path: str) -> Any:
