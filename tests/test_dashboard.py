@@ -203,6 +203,18 @@ def test_events_stream_pushes_changes_at_most_every_interval(dashboard):
     assert sink.health()["pushes"] == len(snapshots) - 1
 
 
+def test_a_face_whose_end_is_lost_leaves_the_count_and_open_pages_are_told(dashboard):
+    sink, bus = dashboard(update_interval_s=0.2, stale_after_s=0.5)
+
+    def one_face(elapsed):
+        if not sink.state.observations:
+            bus.publish(Observation("face", "face-1", time.time(), valence=0.1, arousal=0.1))
+
+    snapshots = read_stream(sink, 1.5, one_face)  # no "end" and nothing else published after the first 0.2 s
+    assert 1 in [snapshot["presence"]["faces"] for snapshot in snapshots] and sink.state.observations == 1
+    assert snapshots[-1]["presence"] == {"faces": 0, "present": False}  # pushed although no new data came
+
+
 def test_lan_needs_a_token_and_a_wrong_token_is_refused(dashboard, monkeypatch):
     refused = DashboardSink(DashboardConfig(enabled=True, host="0.0.0.0", port=0))
     with pytest.raises(EdgeError, match="binding to the LAN needs dashboard.token") as error:
@@ -379,7 +391,8 @@ def test_runtime_serves_the_dashboard_on_the_demo_video(broker, face_models, dem
         for event_id, modality, kind, subject, shown_label, valence, arousal in rows:
             event = printed[event_id]  # every row is an event the runtime published, with its numbers
             assert (modality, kind, shown_label) == (event["modality"], event["kind"], event["label"] or "—")
-            assert valence == ("—" if event["valence"] is None else f"{event['valence']:.2f}")
+            for shown, value in ((valence, event["valence"]), (arousal, event["arousal"])):
+                assert shown == "—" if value is None else abs(float(shown) - value) <= 0.005 + 1e-9, (shown, event)
         face_labels = {e["label"] for e in printed.values() if e["modality"] == "face" and e["label"]}
         assert label in face_labels and int(faces) >= 1
     finally:

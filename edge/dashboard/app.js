@@ -39,6 +39,14 @@ function now() {
   return Date.now() / 1000 + clockOffset;
 }
 
+function ageOf(row) {
+  return Math.max(0, row.age_s + (now() - state.now));
+}
+
+function isStale(row) {
+  return ageOf(row) > state.stale_after_s;
+}
+
 function labelText(row) {
   if (!row) return DASH;
   if (row.label) return row.label;
@@ -72,7 +80,7 @@ function renderCards() {
     const rows = (state.modalities[name] || { subjects: [] }).subjects;
     const primary = rows[0] || null;
     const card = el("section", { class: `card ${modalityClass(name)}`, "data-modality": name });
-    if (primary && primary.stale) card.classList.add("stale");
+    if (primary && isStale(primary)) card.classList.add("stale");
     const head = el("h2");
     head.append(el("span", { class: "swatch" }), el("span", {}, name));
     head.append(el("span", { class: "subject", "data-field": "subject" }, primary ? primary.subject : DASH));
@@ -86,9 +94,8 @@ function renderCards() {
       card.append(el("div", { class: "contributions", "data-field": "contributions" },
                      parts.length ? `from ${parts.join(" · ")}` : `from ${DASH}`));
     }
-    const age = primary ? Math.max(0, primary.age_s + (now() - state.now)) : null;
     card.append(el("div", { class: "age", "data-field": "age" },
-                   primary ? `${primary.stale ? "stale, " : ""}updated ${age.toFixed(0)} s ago` : "no data"));
+                   primary ? `${isStale(primary) ? "stale, " : ""}updated ${ageOf(primary).toFixed(0)} s ago` : "no data"));
     if (rows.length > 1) {
       const list = el("ul", { class: "others" });
       for (const row of rows.slice(1, 6)) {
@@ -119,7 +126,7 @@ function renderCircumplex() {
     if (!row) continue;
     const x = Math.max(-1, Math.min(1, row.valence)), y = -Math.max(-1, Math.min(1, row.arousal));
     const dot = svg("circle", { cx: x, cy: y, r: name === "fused" ? 0.09 : 0.06,
-                                class: `dot ${modalityClass(name)}${row.stale ? " stale" : ""}`, "data-modality": name });
+                                class: `dot ${modalityClass(name)}${isStale(row) ? " stale" : ""}`, "data-modality": name });
     const label = svg("text", { x: x + 0.1, y: y + 0.04, class: "dot-label" });
     label.textContent = name;
     plot.append(dot, label);
@@ -271,6 +278,7 @@ setInterval(() => {
   if (!state || performance.now() - lastRender < 900) return;
   lastRender = performance.now();
   renderCards();
+  renderCircumplex();
   renderTimeline("timeline-valence", "valence");
   renderTimeline("timeline-arousal", "arousal");
   renderHealthAge();
