@@ -15,7 +15,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 missing=()
-for pkg in python3-venv mosquitto mosquitto-clients espeak-ng libportaudio2 libsndfile1 sox openssl systemd; do
+for pkg in python3-venv mosquitto mosquitto-clients espeak-ng libportaudio2 libsndfile1 sox openssl systemd chromium fonts-dejavu-core; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

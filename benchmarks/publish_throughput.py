@@ -10,11 +10,14 @@ process (so its Python work does not compete for this process's GIL) counts uniq
 
 Reported per run: offered/s; spooled/s (events the spool stored during the window); delivered/s (unique
 events the subscriber had at the end of the window, per second of window); the backlog (offered but not yet
-delivered) at the end of the window; lost (offered, never delivered after a drain of up to --drain-s) and
-duplicates; the producer thread's CPU per event (time.thread_time around the publish calls: what publishing
+delivered) at the end of the window; after a drain of up to --drain-s: still spooled (safe on disk, sent
+later), lost (offered, neither delivered nor still spooled) and duplicates; the producer thread's CPU per event (time.thread_time around the publish calls: what publishing
 costs the thread that calls it) and the whole process's CPU per event (time.process_time: producer, sender
-and paho threads). Bar: in batch mode at 5,000 events/s, delivered/s >= 99% of the target, the backlog at
-the end of the window under one second of events, 0 lost, in every round.
+and paho threads), and its inverse, events per second of process CPU: the rate one free core could carry
+(the GIL serialises the threads). Bar: in batch mode at 5,000 events/s, delivered/s >= 99% of the target,
+the backlog at the end of the window under one second of events, 0 lost, in every round. Wall-clock rates
+mean little when other processes hold the CPUs: the load average is recorded, and `bar.cpu` judges the same
+5,000/s on CPU time (process CPU per event <= 200 us, so one core carries it).
 
 Usage: python benchmarks/publish_throughput.py [--rates 5000,10000] [--seconds 10] [--rounds 2]
 Writes benchmarks/results/publish_throughput.json and prints a table.
@@ -161,23 +164,32 @@ def run_once(port: int, counter: Counter, workdir: Path, mode: str, rate: int, s
             break
         time.sleep(0.05)
     cpu_process = time.process_time() - cpu_before
-    final = counter.snapshot().get(device_id, {"unique": 0, "messages": 0})
+    publisher.stop()  # what is still spooled stays on disk; acknowledged events may still be on their way
     final_stats = publisher.stats()
-    publisher.stop()
+    final = counter.snapshot().get(device_id, {"unique": 0, "messages": 0})
+    while True:  # until the subscriber has everything the broker acknowledged
+        time.sleep(0.5)
+        latest = counter.snapshot().get(device_id, {"unique": 0, "messages": 0})
+        if latest["messages"] == final["messages"]:
+            break
+        final = latest
     window = result["wall_s"]
     return {
         "mode": mode, "target_rate": rate, "seconds": round(window, 2), "offered": offered,
         "offered_per_s": round(offered / window, 1),
         "spooled_per_s": round(stats["events_spooled"] / window, 1),
+        "acked_per_s": round(stats["events_acked"] / window, 1),
         "delivered_per_s": round(at_end["unique"] / window, 1),
         "backlog_at_end": offered - at_end["unique"],
         "spool_depth_at_end": stats["spool_depth"],
-        "delivered": final["unique"], "lost": offered - final["unique"],
+        "delivered": final["unique"], "still_spooled": final_stats["spool_depth"],
+        "lost": offered - final["unique"] - final_stats["spool_depth"],
         "duplicates": final["messages"] - final["unique"],
         "spool_dropped": final_stats["spool_dropped"],
         "drain_s": round(final["last"] - result["end"], 2) if final.get("last") else None,
         "producer_cpu_us_per_event": round(result["producer_cpu_s"] / offered * 1e6, 1),
         "process_cpu_us_per_event": round(cpu_process / offered * 1e6, 1),
+        "events_per_cpu_s": round(offered / cpu_process) if cpu_process else None,
         "max_inflight": config.max_inflight,
     }
 
@@ -207,7 +219,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="publish-bench-") as tmp:
         workdir = Path(tmp)
         # A subscriber that lags must not lose messages at the broker: no queue limit for it.
-        broker = Broker(workdir, extra="max_queued_messages 0\n").start()
+        # Nor a cap of 20 unacknowledged messages towards it (mosquitto's default), which on a loaded machine
+        # would measure the subscriber's scheduling rather than the device's publishing.
+        broker = Broker(workdir, extra="max_queued_messages 0\nmax_inflight_messages 0\n").start()
         counter = Counter(broker.port)
         try:
             for round_ in range(args.rounds):
@@ -226,6 +240,8 @@ def main() -> None:
     bar_runs = [r for r in runs if r["mode"] == "batch" and r["target_rate"] == BAR_RATE]
     passed = bool(bar_runs) and all(r["delivered_per_s"] >= 0.99 * BAR_RATE and r["lost"] == 0
                                     and r["backlog_at_end"] < BAR_RATE for r in bar_runs)
+    cpu_passed = bool(bar_runs) and all(r["process_cpu_us_per_event"] <= 1e6 / BAR_RATE and r["lost"] == 0
+                                        for r in bar_runs)
     result = {
         "benchmark": "publish_throughput",
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
@@ -234,18 +250,26 @@ def main() -> None:
                      "modes": modes},
         "runs": runs,
         "bar": {"rule": f"batch mode at {BAR_RATE}/s: delivered/s >= 99% of target, backlog at the end of the window "
-                        "< 1 s of events, 0 lost, every round", "pass": passed if bar_runs else None},
+                        "< 1 s of events, 0 lost, every round", "pass": passed if bar_runs else None,
+                "cpu": {"rule": f"batch mode at {BAR_RATE}/s: process CPU per event <= {1e6 / BAR_RATE:.0f} us "
+                                "(one core carries the rate) and 0 lost, every round",
+                        "pass": cpu_passed if bar_runs else None},
+                "machine_overloaded": os.getloadavg()[0] > (os.cpu_count() or 1)},
     }
     columns = [("round", "round"), ("mode", "mode"), ("target/s", "target_rate"), ("offered/s", "offered_per_s"),
-               ("spooled/s", "spooled_per_s"), ("delivered/s", "delivered_per_s"), ("backlog", "backlog_at_end"),
-               ("lost", "lost"), ("dup", "duplicates"), ("drain s", "drain_s"),
-               ("producer us/ev", "producer_cpu_us_per_event"), ("process us/ev", "process_cpu_us_per_event")]
+               ("spooled/s", "spooled_per_s"), ("acked/s", "acked_per_s"), ("delivered/s", "delivered_per_s"),
+               ("backlog", "backlog_at_end"),
+               ("spooled after", "still_spooled"), ("lost", "lost"), ("dup", "duplicates"), ("drain s", "drain_s"),
+               ("producer us/ev", "producer_cpu_us_per_event"), ("process us/ev", "process_cpu_us_per_event"),
+               ("ev/cpu-s", "events_per_cpu_s")]
     print()
     print(" | ".join(title for title, _ in columns))
     for run in runs:
         print(" | ".join(str(run[key]).rjust(len(title)) for title, key in columns))
-    print(f"\nbar ({result['bar']['rule']}): {'PASS' if passed else 'FAIL'}; load average {load_before[0]:.2f} -> "
-          f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(f"\nbar ({result['bar']['rule']}): {'PASS' if passed else 'FAIL'}")
+    print(f"bar on CPU time ({result['bar']['cpu']['rule']}): {'PASS' if cpu_passed else 'FAIL'}")
+    print(f"load average {load_before[0]:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+          + (": overloaded, wall-clock rates understate this code" if result["bar"]["machine_overloaded"] else ""))
     write_json_atomic(Path(args.out), result)
     print(f"wrote {args.out}")
 

@@ -4,7 +4,8 @@ Schema `emotion-edge/event/2` (documented in README, checked by EVENT_JSON_SCHEM
 
   schema        "emotion-edge/event/2"
   id            "<device_id>-<run>-<seq>": unique per device across restarts; consumers drop duplicates by it
-  run           this device's run number: a counter in device.data_dir raised at every start (0 = no runtime)
+  run           this device's run number: a counter in device.data_dir (run.0/run.1) raised at every start
+                (0 = no runtime)
   seq           per-run sequence number from 1, increasing; spots gaps and orders events within a run
   device_id     the device's configured id
   modality      "face" | "voice" | "eeg" | "fused"
@@ -34,9 +35,11 @@ every restart, so de-duplicating by `seq` drops real events.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import os
+import zlib
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -50,7 +53,8 @@ MODALITIES = ("face", "voice", "eeg", "fused")
 KINDS = ("emotion", "track_start", "track_end")
 ESTIMATORS = ("classifier", "calibrated", "index", "prosody", "fusion")
 
-RUN_FILENAME = "run"
+RUN_FILENAME = "run"  # the single counter file of earlier versions: still read (upgrades), never written
+RUN_SLOTS = ("run.0", "run.1")
 
 _sequence = itertools.count(1)
 _run = 0
@@ -60,42 +64,125 @@ def current_run() -> int:
     return _run
 
 
+def _slot_record(run: int) -> bytes:
+    digits = f"{run:020d}"
+    return f"{digits} {zlib.crc32(digits.encode()):08x}\n".encode("ascii")
+
+
+SLOT_SIZE = len(_slot_record(0))
+
+
+def read_slot(path: Path) -> int | None:
+    """The run number in a counter slot, or None when the slot is missing, torn or garbage (bad checksum)."""
+    try:
+        data = path.read_bytes()[:SLOT_SIZE + 1]
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _counter_error(f"cannot read the run counter slot {path}", path.parent, exc) from None
+    digits = data[:20]
+    if len(data) != SLOT_SIZE or not digits.isdigit() or data != _slot_record(int(digits)):
+        return None
+    return int(digits)
+
+
+def _counter_error(what: str, directory: Path, exc: OSError) -> EdgeError:
+    """A one-line EdgeError that names the real cause: a full disk, permissions, or another OS error."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return EdgeError(f"{what}: the disk holding {directory} is full ({exc.strerror}); free some space on it "
+                         "(the run counter needs two 30-byte files once; later starts write them in place)")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return EdgeError(f"{what} ({exc.strerror}); make {directory} writable by this user")
+    return EdgeError(f"{what} ({exc.strerror or exc}); check the disk holding {directory}")
+
+
+def _write_slot(path: Path, run: int) -> None:
+    """Overwrite an existing slot in place: pwrite + fsync into blocks the file already has, so a start on a
+    full disk needs no new block. A power cut may tear this slot; the other one still holds the last run."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        if os.pwrite(fd, _slot_record(run), 0) != SLOT_SIZE:
+            raise OSError(errno.EIO, "short write")
+        if os.fstat(fd).st_size != SLOT_SIZE:
+            os.ftruncate(fd, SLOT_SIZE)  # a longer garbage slot: shrinking needs no space
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _create_slot(path: Path, run: int) -> None:
+    """A new slot, written whole to a temporary file and renamed into place (needs one block of space)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            if os.write(fd, _slot_record(run)) != SLOT_SIZE:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 def start_run(data_dir: Path) -> int:
     """Raise the run counter persisted in `data_dir` and use it for every event from now on.
 
-    The new value is written to a temporary file, fsynced and renamed over the old one (then the
-    directory is fsynced), so a power cut leaves either the old or the new number, never a torn
-    one, and a number once used is never handed out again. The caller holds the data dir lock."""
+    The counter lives in two fixed-size slots (run.0, run.1: the number and its CRC-32), written alternately
+    in place with pwrite + fsync; the highest valid slot counts. A torn write (power cut) spoils only the slot
+    being written, which held the older number, so a number once used is never handed out again; and a
+    restart on a full disk writes no new block (the slots are created, whole, at the first start). The
+    single `run` file of earlier versions is still read, so an upgraded device continues its numbering.
+    The caller holds the data dir lock."""
     global _run
-    path = Path(data_dir) / RUN_FILENAME
+    data_dir = Path(data_dir)
+    slots = [data_dir / name for name in RUN_SLOTS]
+    values = [read_slot(path) for path in slots]
+    valid = [value for value in values if value is not None]
+    if not valid and any(path.exists() for path in slots):
+        raise EdgeError(f"the run counter slots {slots[0].name} and {slots[1].name} in {data_dir} are both unreadable "
+                        f"(garbage or torn); delete them and write into {data_dir / RUN_FILENAME} a number above the "
+                        "highest `run` this device has published")
+    run = max(valid or [_read_legacy(data_dir / RUN_FILENAME)]) + 1
+    try:
+        missing = [path for path in slots if not path.exists()]
+        for path in missing:
+            _create_slot(path, run)
+        if missing:
+            _fsync_dir(data_dir)
+        else:  # the slot holding the older (or no valid) number takes the new one
+            ranks = [-1 if value is None else value for value in values]
+            _write_slot(slots[0 if ranks[0] < ranks[1] else 1], run)
+    except OSError as exc:
+        raise _counter_error(f"cannot update the run counter in {data_dir}", data_dir, exc) from None
+    _run = run
+    return run
+
+
+def _read_legacy(path: Path) -> int:
+    """The number in the single `run` file of earlier versions, 0 when there is none."""
     try:
         text = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
-        text = "0"
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EdgeError(f"cannot read the run counter {path} ({exc}); fix its permissions or write into it a "
-                        "number above the highest `run` this device has published") from None
+        return 0
+    except UnicodeDecodeError:
+        text = "?"
+    except OSError as exc:
+        raise _counter_error(f"cannot read the run counter {path}", path.parent, exc) from None
     if not text.isdigit():
         raise EdgeError(f"run counter {path} holds {text[:20]!r}, not a number; write into it a number above the "
                         "highest `run` this device has published")
-    run = int(text) + 1
-    temporary = path.with_name(f".{RUN_FILENAME}.{os.getpid()}.tmp")
+    return int(text)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
     try:
-        with open(temporary, "w", encoding="ascii") as handle:
-            handle.write(f"{run}\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except OSError as exc:
-        raise EdgeError(f"cannot update the run counter {path} ({exc.strerror}); make {path.parent} writable by "
-                        "this user") from None
-    _run = run
-    return run
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def utc_timestamp(epoch_seconds: float | None = None) -> str:

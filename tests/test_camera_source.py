@@ -199,12 +199,15 @@ def test_deleted_file_is_retried_with_backoff_and_recovers_when_it_comes_back(tm
         os.unlink(path)
         assert wait_for(lambda: source.stats()["state"] == "reconnecting", 3.0)
         assert wait_for(lambda: source.stats()["reconnects"] >= 3, 3.0)
-        # Backoff: waits of 0.05, 0.1, 0.2, 0.2 ... s, so a second holds a handful of attempts (without backoff,
-        # 20 or more); a stalled thread may make fewer, and the bound follows the time that really passed.
+        # edge.backoff.Backoff: each wait drawn from 0.05 s up to a bound of 0.05, 0.1, 0.2, 0.2 ... s, so a
+        # second holds about 8 attempts (without backoff, thousands); a stalled thread may make fewer, and the
+        # bound follows the time that really passed.
         before, started = source.stats()["reconnects"], time.monotonic()
         time.sleep(1.0)
         during, elapsed = source.stats()["reconnects"] - before, time.monotonic() - started
-        assert 1 <= during <= elapsed / 0.2 + 3, (during, elapsed)
+        assert 1 <= during <= elapsed / 0.05 + 3, (during, elapsed)
+        delays = source._backoff.delays
+        assert all(0.05 <= d <= 0.2 for d in delays) and max(delays) > 0.1, delays  # jittered, bound doubled
         while source.read(0.0) is not None:
             pass  # frames decoded before the file vanished
         assert source.read(0.3) is None

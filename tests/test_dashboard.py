@@ -7,10 +7,13 @@ the real runtime on the demo video, which needs `[dashboard]` registered in edge
 from __future__ import annotations
 
 import json
+import math
 import os
 import select
+import shutil
 import socket
 import struct
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -130,8 +133,10 @@ def test_state_reports_what_was_published_with_no_data_as_null(dashboard):
     assert (eeg["valence"], eeg["arousal"], eeg["confidence"], eeg["uncertain"]) == (None, None, None, False)
     fused = snapshot["modalities"]["fused"]["subjects"][0]
     assert fused["contributions"] == [{"name": "face", "weight": 0.7}, {"name": "voice", "weight": 0.3}]
-    assert snapshot["timeline"]["eeg"][-1][1:] == [None, None]  # a gap in the plot, not a line at 0
-    assert snapshot["timeline"]["face"][-1][1:] == [0.52, 0.31]  # face-2 has no data: the mean is face-1's
+    eeg, face = snapshot["timeline"]["eeg"], snapshot["timeline"]["face"]
+    assert (eeg["valence"][-1], eeg["arousal"][-1]) == (None, None)  # a gap in the plot, not a line at 0
+    assert (face["valence"][-1], face["arousal"][-1]) == (0.52, 0.31)  # face-2 has no data: the mean is face-1's
+    assert abs(face["start"] + face["index"][-1] * face["step"] - time.time()) < 2
     assert [event["id"] for event in snapshot["events"]] == [event.id for event in reversed(events)]
     summary = snapshot["health"]["summary"]
     assert summary["modalities"]["face"] == {"rate": 14.9, "latency_ms": 21.5, "dropped": 3, "source": "running"}
@@ -198,6 +203,18 @@ def test_events_stream_pushes_changes_at_most_every_interval(dashboard):
     assert sink.health()["pushes"] == len(snapshots) - 1
 
 
+def test_a_face_whose_end_is_lost_leaves_the_count_and_open_pages_are_told(dashboard):
+    sink, bus = dashboard(update_interval_s=0.2, stale_after_s=0.5)
+
+    def one_face(elapsed):
+        if not sink.state.observations:
+            bus.publish(Observation("face", "face-1", time.time(), valence=0.1, arousal=0.1))
+
+    snapshots = read_stream(sink, 1.5, one_face)  # no "end" and nothing else published after the first 0.2 s
+    assert 1 in [snapshot["presence"]["faces"] for snapshot in snapshots] and sink.state.observations == 1
+    assert snapshots[-1]["presence"] == {"faces": 0, "present": False}  # pushed although no new data came
+
+
 def test_lan_needs_a_token_and_a_wrong_token_is_refused(dashboard, monkeypatch):
     refused = DashboardSink(DashboardConfig(enabled=True, host="0.0.0.0", port=0))
     with pytest.raises(EdgeError, match="binding to the LAN needs dashboard.token") as error:
@@ -240,18 +257,20 @@ def png_size(path: Path) -> tuple[int, int]:
 
 @needs_chromium
 def test_page_in_chromium_shows_the_published_values(dashboard, tmp_path):
-    sink, bus = dashboard(update_interval_s=0.2, history_s=20.0)
+    sink, bus = dashboard(update_interval_s=0.2, history_s=10.0)
     with Browser(tmp_path / "chromium") as browser:
         page = browser.open(sink.url)
         page.wait_for("document.querySelector('#status').dataset.state === 'live'")
         assert page.evaluate("document.querySelector('#faces').textContent") == "—"  # no face modality yet
-        for step in range(40):  # 4 s of a changing mood, pushed while the page is open
+        for step in range(60):  # 6 s of a changing mood, pushed while the page is open
             t = time.time()
-            bus.publish(Observation("face", "face-1", t, label="neutral", valence=0.5 * (step % 10) / 10 - 0.2,
-                                    arousal=0.3 - 0.04 * (step % 8), confidence=0.7))
-            bus.publish(Observation("voice", "room", t, label="neutral", valence=-0.1 + 0.01 * step, arousal=0.05))
-            bus.publish(Observation("fused", "room", t, label="neutral", valence=0.1, arousal=0.0 + 0.005 * step,
-                                    estimator="fusion", extra={"contributions": {"face": 0.6, "voice": 0.4}}))
+            face, voice = (0.6 * math.sin(step / 7), 0.4 * math.cos(step / 9)), (0.3 * math.sin(step / 15) - 0.2, 0.1)
+            bus.publish(Observation("face", "face-1", t, label="neutral", valence=face[0], arousal=face[1],
+                                    confidence=0.7))
+            bus.publish(Observation("voice", "room", t, label="neutral", valence=voice[0], arousal=voice[1]))
+            bus.publish(Observation("fused", "room", t, label="neutral", valence=(face[0] + voice[0]) / 2,
+                                    arousal=(face[1] + voice[1]) / 2, estimator="fusion",
+                                    extra={"contributions": {"face": 0.6, "voice": 0.4}}))
             time.sleep(0.1)
         events = publish_scene(bus)
         page.wait_for("document.querySelector('[data-modality=face] [data-field=label]').textContent === 'happy'")
@@ -274,7 +293,7 @@ def test_page_in_chromium_shows_the_published_values(dashboard, tmp_path):
                               "`#timeline-${k} polyline`)].map(p => [p.dataset.modality, p.points.numberOfItems])]))")
         for plot in lines.values():
             assert {m for m, _ in plot} == {"face", "voice", "fused"}  # EEG had no data: no line at all
-            assert max(n for m, n in plot if m == "face") >= 20
+            assert max(n for m, n in plot if m == "face") >= 30
         health = page.evaluate("[...document.querySelectorAll('#health .sources tr[data-modality]')].map("
                                "r => [...r.cells].map(c => c.textContent))")
         assert health == [["face", "14.9", "21.5", "3", "running"], ["voice", "1.0", "—", "0", "running"],
@@ -372,8 +391,63 @@ def test_runtime_serves_the_dashboard_on_the_demo_video(broker, face_models, dem
         for event_id, modality, kind, subject, shown_label, valence, arousal in rows:
             event = printed[event_id]  # every row is an event the runtime published, with its numbers
             assert (modality, kind, shown_label) == (event["modality"], event["kind"], event["label"] or "—")
-            assert valence == ("—" if event["valence"] is None else f"{event['valence']:.2f}")
+            for shown, value in ((valence, event["valence"]), (arousal, event["arousal"])):
+                assert shown == "—" if value is None else abs(float(shown) - value) <= 0.005 + 1e-9, (shown, event)
         face_labels = {e["label"] for e in printed.values() if e["modality"] == "face" and e["label"]}
         assert label in face_labels and int(faces) >= 1
     finally:
         kill(process)
+
+
+KIOSK = Path(__file__).resolve().parents[1] / "firmware_config" / "kiosk"
+
+
+def test_kiosk_launcher_waits_for_the_dashboard_then_starts_chromium_in_kiosk_mode(dashboard, tmp_path):
+    calls = tmp_path / "browser-args"
+    browser = tmp_path / "fake-chromium"
+    browser.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {calls}\n')
+    browser.chmod(0o755)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.update(KIOSK_URL=f"http://127.0.0.1:{port}/", KIOSK_BROWSER=str(browser), KIOSK_WAIT_S="60",
+               XDG_RUNTIME_DIR=str(tmp_path))
+    launcher = subprocess.Popen([str(KIOSK / "emotion-edge-kiosk"), "--session"], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(1.5)
+        assert launcher.poll() is None and not calls.exists()  # no dashboard yet: still waiting, no browser
+        dashboard(port=port)
+        assert launcher.wait(timeout=10) == 0, launcher.stdout.read()
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    args = calls.read_text().split()
+    assert {"--kiosk", "--noerrdialogs", "--disable-infobars"} <= set(args) and args[-1] == f"http://127.0.0.1:{port}/"
+
+
+def test_kiosk_install_writes_the_unit_and_autostart_entries(tmp_path):
+    home = tmp_path / "home"
+    (home / ".config").mkdir(parents=True)
+    (home / ".config" / "wayfire.ini").write_text("[core]\nplugins = autostart\n")
+    env = dict(os.environ, HOME=str(home), KIOSK_NO_SYSTEM="1")
+    env.pop("XDG_CONFIG_HOME", None)
+    for _ in range(2):  # re-running adds nothing twice
+        result = subprocess.run(["bash", str(KIOSK / "install_kiosk.sh"), "--port", "8799"], env=env,
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+    launch = f"{home}/.local/bin/emotion-edge-kiosk --session"
+    assert (home / ".config/labwc/autostart").read_text() == f"{launch} &\n"
+    assert (home / ".config/wayfire.ini").read_text().count(launch) == 1
+    assert f"Exec={launch}\n" in (home / ".config/autostart/emotion-edge-kiosk.desktop").read_text()
+    assert (home / ".config/emotion-edge-kiosk.env").read_text() == "KIOSK_URL=http://127.0.0.1:8799/\n"
+    assert os.access(home / ".local/bin/emotion-edge-kiosk", os.X_OK)
+    unit = home / ".config/systemd/user/emotion-edge-kiosk.service"
+    if shutil.which("systemd-analyze"):
+        runtime_dir = tmp_path / "xdg"
+        runtime_dir.mkdir(mode=0o700)
+        verify = subprocess.run(["systemd-analyze", "--user", "verify", str(unit)], capture_output=True, text=True,
+                                env=dict(env, XDG_RUNTIME_DIR=str(runtime_dir)), timeout=60)
+        assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+    assert subprocess.run(["bash", str(KIOSK / "install_kiosk.sh"), "--port", "web"], env=env, capture_output=True,
+                          text=True).stderr.strip() == "install_kiosk.sh: --port must be a number, not web"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from tests.mqtt_broker import Subscriber, broker_fixture  # noqa: F401 (the `broker` fixture)
@@ -135,3 +138,24 @@ def test_discovery_off_publishes_nothing(broker, tmp_path):
     finally:
         pub.stop()
         ha.close()
+
+
+DISCOVERY_WITHOUT_TRANSPORT = """
+import sys
+sys.modules["paho"] = None  # the transport cannot be imported
+from edge.publish.discovery import discovery_messages
+from edge.publish.topics import Topics
+messages = discovery_messages("kiosk-1", ["face"], Topics("emotion_edge", "kiosk-1"))
+assert "edge.publish.mqtt" not in sys.modules
+print(len(messages))
+"""
+
+
+def test_discovery_and_topics_do_not_import_the_transport():
+    """Topic naming lives in edge/publish/topics.py: discovery imports it, not mqtt.py (no import cycle), and the
+    old name `edge.publish.mqtt.Topics` is the same class."""
+    done = subprocess.run([sys.executable, "-c", DISCOVERY_WITHOUT_TRANSPORT], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=60)
+    assert done.returncode == 0 and int(done.stdout) > 0, done.stderr[-2000:]
+    from edge.publish import mqtt, topics
+    assert mqtt.Topics is topics.Topics is Topics

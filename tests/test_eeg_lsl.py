@@ -1,6 +1,9 @@
 """LSL source against real outlets on loopback: stream checks, gaps, clocks, loss and recovery."""
 
+import logging
 import os
+import random
+import re
 import shutil
 import subprocess
 import sys
@@ -15,7 +18,7 @@ import pytest
 
 from edge.eeg.simulator import LABELS, SimulatorConfig, make_outlet, run_simulator
 from edge.errors import EdgeError
-from edge.sources.lsl import LSLSource, LSLSourceConfig
+from edge.sources.lsl import GAP_CONFIRM_S, LSLSource, LSLSourceConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 FS = 256.0
@@ -162,6 +165,97 @@ def test_sender_wall_clock_timestamps_are_converted_in_auto_mode():
     finally:
         src.stop()
         del outlet
+
+
+def _chunk_stamper(outlet, stop: threading.Event, seconds: float, gaps: list) -> threading.Thread:
+    """A muselsl-style sender: 12-sample chunks, each pushed with one timestamp, its receipt time, which comes
+    0..20 ms after the chunk's last sample (Bluetooth delivery). With `gaps` a list, the second half of every
+    second is never sent (a real 0.5 s gap each second) and the time of each skip is appended to it."""
+
+    def send():
+        rng, start, k, skipping = random.Random(16), pylsl.local_clock() + 0.1, 0, False
+        while not stop.is_set() and (k + 1) * 12 / FS < seconds:
+            last = start + (12 * k + 11) / FS
+            k += 1
+            if gaps is not None and (last - start) % 1.0 >= 0.5:
+                if not skipping:
+                    gaps.append(time.time())
+                skipping = True
+                continue
+            skipping = False
+            delay = last + rng.uniform(0.0, 0.020) - pylsl.local_clock()
+            if delay > 0:
+                time.sleep(delay)
+            outlet.push_chunk(np.zeros((12, 5), dtype=np.float32), pylsl.local_clock())
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread
+
+
+def _gap_lines(caplog) -> list:
+    return [r for r in caplog.records if r.name == "edge.sources.lsl" and "EEG gap" in r.getMessage()]
+
+
+def test_chunk_stamping_sender_jitter_is_not_a_gap(caplog):
+    """The reported flood (114 "EEG gap" warnings in 22 s): a sender stamping whole chunks with their receipt
+    time moves its chunk boundaries by the delivery jitter, although no sample is missing."""
+    caplog.set_level(logging.INFO, logger="edge.sources.lsl")
+    sid = _sid()
+    outlet = make_outlet("Stamper", sid, FS, LABELS, 12)
+    src, stop = _source(sid), threading.Event()
+    try:
+        assert src.wait_connected(10.0)
+        sender = _chunk_stamper(outlet, stop, 8.0, None)
+        chunks = _drain_until(src, lambda got: not sender.is_alive(), 20.0)
+        sender.join()
+        chunks += _drain(src, GAP_CONFIRM_S + 0.3)
+        stamps = np.concatenate([c.timestamps for c in chunks])
+        steps = np.diff(stamps)
+        assert (steps > 1.5 / FS).sum() > 20  # the jitter that used to be called a gap is there
+        assert _samples(chunks) >= 0.9 * 8.0 * FS
+        assert src.stats()["gaps"] == 0 and not any(c.gaps for c in chunks)
+        assert _gap_lines(caplog) == []
+    finally:
+        stop.set()
+        src.stop()
+        del outlet
+
+
+def test_real_gaps_are_all_counted_and_their_warnings_summarised(caplog):
+    """A jittery chunk-stamping sender that really loses 0.5 s (128 samples) every second: every gap is found
+    and counted in stats, the first is logged at once, the rest only in summaries (Repeats, 60 s on a device,
+    2 s here)."""
+    caplog.set_level(logging.INFO, logger="edge.sources.lsl")
+    sid = _sid()
+    outlet = make_outlet("Lossy", sid, FS, LABELS, 12)
+    src = LSLSource(LSLSourceConfig(source_id=sid, resolve_timeout_s=0.5), repeat_interval_s=2.0)
+    src.start()
+    stop, sent_gaps = threading.Event(), []
+    try:
+        assert src.wait_connected(10.0)
+        sender = _chunk_stamper(outlet, stop, 7.0, sent_gaps)
+        chunks = _drain_until(src, lambda got: not sender.is_alive(), 20.0)
+        sender.join()
+        chunks += _drain(src, GAP_CONFIRM_S + 0.3)
+    finally:
+        stop.set()
+        src.stop()  # flushes the pending summary
+        del outlet
+    # the last skip runs past the sender's end, with no sample after it: no gap to see there
+    expected = len(sent_gaps) - 1
+    found = [g for c in chunks for g in c.gaps]
+    stats = src.stats()
+    assert expected >= 5 and stats["gaps"] == len(found) == expected
+    # within the sender's jitter: 20 ms of Bluetooth delay plus thread switches in this one busy process
+    assert all(abs(g.missing - 128) <= 16 and not g.reconnect for g in found), found
+    assert abs(stats["dropped_samples"] - 128 * expected) <= 16 * expected
+    lines = _gap_lines(caplog)
+    assert lines[0].created - sent_gaps[0] < 0.5 + GAP_CONFIRM_S + 0.5  # at once: the gap, then its confirmation
+    assert "more time" not in lines[0].getMessage()
+    summarised = [int(re.search(r"\((\d+) more time", r.getMessage()).group(1)) for r in lines[1:]]
+    assert 2 <= len(lines) <= 2 + 7.0 / 2.0 and 1 + sum(summarised) == expected
+    assert all(r.levelno == logging.WARNING for r in lines)
 
 
 def _simulate(sid: str, seconds: float, stop: threading.Event) -> threading.Thread:

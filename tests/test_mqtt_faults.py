@@ -329,3 +329,33 @@ def test_repeats_are_summarised_per_interval(caplog):
     repeats.note(("connection", "x"), logging.WARNING, "broker down")
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["broker down", "broker down (5 more time(s) in the last 0 s)"], lines
+
+
+def test_acl_refusing_everything_cannot_grow_the_spool_without_limit(tmp_path, caplog):
+    """Every event refused (MQTT 5, 0x87): dead letters count in the spool's bounds, the oldest are purged first,
+    counted in spool_drops and named in a couple of lines, and the spool file stays bounded."""
+    broker = acl_broker(tmp_path)
+    caplog.set_level(logging.INFO, logger="edge.publish")
+    pub = MqttPublisher(config(broker.port, username="edge", password="s3cret", protocol="5", spool_max_events=50),
+                        "dev1", ["face"], tmp_path / "spool")
+    total = 1500
+    try:
+        pub.start()
+        for start in range(0, total, 25):
+            pub.publish_events([make_event(start + i) for i in range(25)])
+            assert wait_for(lambda: pub.stats()["spool_depth"] == 0, 10)  # refused before the next batch comes
+        assert wait_for(lambda: pub.stats()["events_rejected"] == total, 30), pub.stats()
+        stats = pub.stats()
+        kept = stats["dead_letters"]
+        assert kept <= 50 and stats["spool_depth"] == 0 and stats["events_acked"] == 0
+        assert stats["spool_drops"] == {"dead_letter_bound": total - kept} and stats["spool_dropped"] == total - kept
+    finally:
+        pub.stop()
+        broker.stop()
+    with sqlite3.connect(tmp_path / "spool" / SPOOL_FILENAME) as db:
+        ids = [json.loads(row[0])["extra"]["i"] for row in db.execute("SELECT payload FROM dead_letter ORDER BY id")]
+    assert ids == list(range(total - kept, total))  # the newest refused events are the ones kept
+    assert sum(p.stat().st_size for p in (tmp_path / "spool").glob(SPOOL_FILENAME + "*")) < 600 * 1024
+    purged = [r.getMessage() for r in caplog.records if "dead letters" in r.getMessage()]
+    refused = [r.getMessage() for r in caplog.records if "refused events on" in r.getMessage()]
+    assert 1 <= len(purged) <= 2 and 1 <= len(refused) <= 2, (purged, refused)

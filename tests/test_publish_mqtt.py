@@ -425,3 +425,61 @@ def test_clean_stop_logs_no_error(broker, tmp_path, caplog):
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert errors == []
     assert any("Sending DISCONNECT" in r.getMessage() for r in caplog.records)  # paho's log was really captured
+
+
+def test_publish_events_delivers_batches_in_order(broker, tmp_path):
+    sub = Subscriber(broker.port, [f"{PREFIX}/+/event"])
+    pub = MqttPublisher(config(broker.port), "dev1", ["face", "voice"], tmp_path / "spool")
+    pub.start()
+    try:
+        events = [make_event(i, "face" if i % 3 else "voice") for i in range(600)]
+        for start in range(0, len(events), 40):
+            assert pub.publish_events(events[start:start + 40]) == len(events[start:start + 40])
+        assert pub.publish_events([]) == 0
+        assert sub.wait_for(lambda msgs: len(msgs) >= len(events), 20), len(sub.messages)
+        assert [json.loads(m.payload)["id"] for m in sub.messages] == [e.id for e in events]
+        assert [m.topic for m in sub.messages] == [f"{PREFIX}/{e.modality}/event" for e in events]
+        assert wait_acked(pub, len(events))
+        stats = pub.stats()
+        assert stats["events_spooled"] == len(events) and stats["spool_depth"] == 0 and stats["spool_dropped"] == 0
+    finally:
+        pub.stop()
+        sub.close()
+
+
+def wait_acked(pub: MqttPublisher, count: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while pub.stats()["events_acked"] < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return pub.stats()["events_acked"] >= count
+
+
+def test_overload_drops_thousands_in_a_handful_of_lines_with_exact_counts(tmp_path, caplog):
+    """Broker down, a 100-event spool, thousands of events (batches and single ones), oversize events, and events
+    after stop(): every drop is counted exactly, and the log has a few lines, not one per event."""
+    caplog.set_level(logging.INFO, logger="edge.publish")
+    pub = MqttPublisher(config(free_port(), spool_max_events=100, spool_max_bytes=64 * 1024, connect_timeout_s=0.5),
+                        "dev1", ["face"], tmp_path / "spool")
+    pub.start()
+    huge = make_event(0)
+    huge.extra = {"blob": "x" * 70_000}
+    for start in range(0, 4000, 50):
+        pub.publish_events([make_event(start + i) for i in range(50)])
+    for i in range(1000):
+        pub.publish_event(make_event(i))
+    for _ in range(300):
+        pub.publish_events([huge, make_event(1)])
+    stats = pub.stats()
+    assert stats["spool_depth"] == 100 and stats["events_spooled"] == 5300
+    assert stats["spool_drops"] == {"bound": 5200, "too_large": 300} and stats["spool_dropped"] == 5500
+    pub.stop()
+    for start in range(0, 2000, 100):
+        pub.publish_events([make_event(start + i) for i in range(100)])
+    pub.publish_event(make_event(0))
+    assert pub.stats()["events_dropped_stopped"] == 2001
+    drops = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
+             and any(word in r.getMessage() for word in ("dropp", "not spooled", "larger than"))]
+    assert len(drops) <= 5, drops  # spool full, too large: first + summary each; stopped: first only
+    assert any("(5200 so far)" in line for line in drops) and any("(300 such event(s) so far)" in line
+                                                                    for line in drops)
+    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) <= 10

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -172,3 +176,113 @@ def test_wal_stays_small_and_a_drained_spool_shrinks(tmp_path):
         spool.ack(message.id)
     assert spool.depth() == 0 and path.stat().st_size < 64 * 1024 and wal.stat().st_size == 0
     spool.close()
+
+
+def test_append_many_is_one_transaction_in_order_with_the_same_drops(tmp_path):
+    spool = Spool(tmp_path / "s.sqlite3", max_events=5)
+    statements = []
+    spool._db.set_trace_callback(statements.append)
+    batch = [("t", f"m{i}", 1) for i in range(3)] + [("t", b"x" * (spool.max_bytes + 1), 1)] + [("t", "m3", 0)]
+    ids = spool.append_many(batch)
+    spool._db.set_trace_callback(None)
+    assert ids[3] is None and None not in ids[:3] + ids[4:] and ids[:3] + ids[4:] == sorted(ids[:3] + ids[4:])
+    assert [s.split()[0] for s in statements].count("BEGIN") == 1 and statements.count("COMMIT") == 1
+    assert [(m.id, m.payload, m.qos) for m in spool.peek()] == [(ids[0], b"m0", 1), (ids[1], b"m1", 1),
+                                                               (ids[2], b"m2", 1), (ids[4], b"m3", 0)]
+    assert spool.drops == {"too_large": 1}
+    more = spool.append_many([("t", f"n{i}", 1) for i in range(4)])  # past the bound: the oldest go
+    assert [m.payload for m in spool.peek()] == [b"m3", b"n0", b"n1", b"n2", b"n3"] and spool.depth() == 5
+    assert spool.drops == {"too_large": 1, "bound": 3} and spool.dropped == 4 and more[-1] > ids[-1]
+    assert spool.append_many([]) == []
+    spool.close()
+
+
+def test_ack_many_deletes_runs_and_scattered_ids_and_keeps_the_counts(tmp_path):
+    spool = Spool(tmp_path / "s.sqlite3")
+    ids = spool.append_many([("t", f"m{i}", 1) for i in range(1200)])
+    size = spool.size_bytes()
+    assert spool.ack_many(ids[:100]) == 100  # one run of consecutive ids
+    scattered = ids[100:1200:2]
+    assert spool.ack_many(scattered + [ids[0]]) == len(scattered)  # more ids than one statement takes; one gone
+    left = [m.payload for m in spool.peek(limit=5000)]
+    assert left == [f"m{i}".encode() for i in range(101, 1200, 2)] and spool.depth() == len(left)
+    assert spool.size_bytes() == sum(len(p) + 1 + 40 for p in left) < size  # topic "t", ROW_OVERHEAD 40
+    assert spool.ack_many(m.id for m in spool.peek(limit=5000)) == len(left)
+    assert spool.depth() == 0 and spool.size_bytes() == 0
+    spool.close()
+
+
+def test_dead_letters_count_in_the_bounds_and_are_purged_first(tmp_path, caplog):
+    """A broker that refuses everything: every event ends in dead_letter. The spool must stay bounded, giving up
+    the oldest dead letters first (counted, a handful of log lines), and never an undelivered event for them."""
+    path = tmp_path / "s.sqlite3"
+    spool = Spool(path, max_events=10)
+    refused = spool.append_many([("t", f"r{i}", 1) for i in range(6)])
+    assert spool.set_aside_many((i, "Not authorized (0x87)") for i in refused) == 6
+    assert spool.dead_letters() == 6 and spool.depth() == 0
+    spool.append_many([("t", f"m{i}", 1) for i in range(6)])  # 12 rows > 10: two dead letters make room
+    assert spool.dead_letters() == 4 and spool.depth() == 6 and spool.drops == {"dead_letter_bound": 2}
+    with sqlite3.connect(path) as db:
+        assert [r[0] for r in db.execute("SELECT payload FROM dead_letter ORDER BY id")] == [b"r2", b"r3", b"r4",
+                                                                                             b"r5"]
+    spool.append_many([("t", f"n{i}", 1) for i in range(8)])  # dead letters all gone, then the oldest events
+    assert spool.dead_letters() == 0 and [m.payload for m in spool.peek()][:2] == [b"m4", b"m5"]
+    assert spool.drops == {"dead_letter_bound": 6, "bound": 4} and spool.dropped == 10
+    spool.close()
+
+    caplog.set_level(logging.INFO, logger="edge.publish.spool")
+    caplog.clear()
+    bounded = Spool(tmp_path / "b.sqlite3", max_bytes=128 * 1024)
+    for i in range(1500):  # ~940 KB refused in total
+        ids = bounded.append_many([("emotion_edge/dev1/face/event", f"{i:05d}".encode() + b"x" * 600, 1)])
+        bounded.set_aside(ids[0], "Not authorized (0x87)")
+    kept = bounded.dead_letters()
+    assert 150 < kept < 220 and bounded.depth() == 0 and bounded.size_bytes() == 0
+    assert bounded.drops == {"dead_letter_bound": 1500 - kept}
+    files = sum(p.stat().st_size for p in tmp_path.glob("b.sqlite3*"))
+    assert files < 128 * 1024 * 1.5 + 300 * 1024, files
+    bounded.close()
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 2 and all("dead letters" in line for line in lines), lines  # first one, then the summary
+    assert f"({1500 - kept} so far)" in lines[-1]
+    again = Spool(tmp_path / "b.sqlite3", max_bytes=128 * 1024)  # a restart counts the kept dead letters
+    assert again.dead_letters() == kept
+    again.close()
+
+
+def test_overload_logs_a_handful_of_lines_with_exact_counts(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="edge.publish.spool")
+    spool = Spool(tmp_path / "s.sqlite3", max_events=100, max_bytes=64 * 1024)
+    for start in range(0, 5000, 50):
+        spool.append_many([("t", f"m{start + i}", 1) for i in range(50)])
+    for i in range(500):
+        spool.append("t", f"s{i}")
+        spool.append("t", b"x" * (spool.max_bytes + 1))
+    spool.close()
+    assert spool.drops == {"bound": 5400, "too_large": 500}
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 4, lines  # each condition: its first occurrence, then one summary at close
+    assert any("(5400 so far)" in line for line in lines) and any("(500 such event(s) so far)" in line
+                                                                    for line in lines)
+
+
+SPOOL_WITHOUT_PAHO = """
+import sys
+sys.modules["paho"] = None  # as if paho-mqtt were not installed
+import edge.publish.spool, edge.publish.topics, edge.publish.discovery
+from edge.publish import Spool, Topics
+spool = Spool(sys.argv[1])
+spool.append("t", "x")
+assert spool.depth() == 1
+spool.close()
+try:
+    from edge.publish import MqttPublisher
+except ImportError:
+    print("ok")
+"""
+
+
+def test_spool_imports_without_paho(tmp_path):
+    done = subprocess.run([sys.executable, "-c", SPOOL_WITHOUT_PAHO, str(tmp_path / "s.sqlite3")],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

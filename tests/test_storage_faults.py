@@ -92,6 +92,26 @@ def test_spool_on_a_full_disk_drops_counts_and_resumes(tmp_path):
         again.close()
 
 
+
+def test_a_batch_on_a_full_disk_is_dropped_counted_and_storing_resumes(tmp_path):
+    """append_many (one transaction) on a full disk: no exception, every event of the batch counted as disk_full,
+    nothing half-stored; the next batch after space returns is stored whole and in order."""
+    with small_disk(tmp_path / "disk") as disk:
+        spool = Spool(disk / "spool" / SPOOL_FILENAME)
+        assert None not in spool.append_many([("t", PAYLOAD, 1)] * 20)
+        fill(disk / "filler")
+        results = [spool.append_many([("t", PAYLOAD, 1)] * 50) for _ in range(40)]
+        dropped = sum(ids.count(None) for ids in results)
+        assert dropped and spool.drops == {"disk_full": dropped} and spool.dropped == dropped
+        assert all(ids.count(None) in (0, 50) for ids in results)  # a batch is stored whole or not at all
+        assert spool.depth() == 20 + 40 * 50 - dropped
+        (disk / "filler").unlink()
+        after = spool.append_many([("t", f"after{i}", 1) for i in range(50)])
+        assert None not in after and after == sorted(after)
+        payloads = [m.payload for m in spool.peek(limit=5000)]
+        assert payloads[-50:] == [f"after{i}".encode() for i in range(50)] and len(payloads) == spool.depth()
+        spool.close()
+
 def test_spool_that_cannot_open_on_a_full_disk_is_not_called_corrupt(tmp_path, monkeypatch):
     """A crashed run left events in the WAL; the restart must rebuild the WAL index (-shm) on a full disk, which
     fails as a disk I/O error. That is not corruption: no .corrupt file, drops are counted, and once space is back
@@ -199,3 +219,44 @@ def test_spool_in_a_read_only_dir_is_an_edge_error(tmp_path):
             Spool(disk / "spool" / SPOOL_FILENAME)
     message = str(caught.value)
     assert "\n" not in message and str(disk / "spool") in message and "device.data_dir" in message
+
+
+def test_restarts_on_a_100_percent_full_disk_keep_event_ids_unique(face_models, demo_video, tmp_path):
+    """The run counter needs no new block after the first start: two restarts on a data dir with not one block
+    free get runs 2 and 3 (before: exit 2 blaming permissions), each connects to the broker and publishes its
+    health while its events, which the full spool cannot hold, are counted as disk_full drops; no event id
+    repeats across the three runs."""
+    broker = Broker(tmp_path).start()
+    subscriber = Subscriber(broker.port, [f"{PREFIX}/#"])
+    config = runtime_config(tmp_path, face_models, demo_video, broker.port)
+    data = Path(config["device"]["data_dir"])
+    processes, printed = [], []
+    try:
+        with small_disk(data):
+            for run in (1, 2, 3):
+                if run == 2:
+                    fill(data / "filler")  # not one block free from here on
+                health_before = len(subscriber.on(f"{PREFIX}/health"))
+                processes.append(start_runtime(tmp_path, config))
+                out, err = finish(processes[-1])
+                assert processes[-1].returncode == 0, err[-3000:]
+                assert "Traceback" not in err and "run counter" not in err, err[-3000:]
+                events = [json.loads(line) for line in event_lines(out)]
+                assert events and {event["run"] for event in events} == {run}, err[-3000:]
+                printed += events
+                assert subscriber.wait_for(lambda msgs: len(subscriber.on(f"{PREFIX}/health")) > health_before,
+                                           timeout=10)
+                if run > 1:
+                    assert os.statvfs(data).f_bavail == 0
+                    assert summary(err)["mqtt"]["spool_drops"] == {"disk_full": len(events)}
+            assert subscriber.wait_for(lambda msgs: len(subscriber.on(f"{PREFIX}/face/event")) >= len(printed) // 3,
+                                       timeout=10)
+    finally:
+        for process in processes:
+            kill(process)
+        subscriber.close()
+        broker.stop()
+    ids = [event["id"] for event in printed]
+    assert len(ids) == len(set(ids)) and {event["run"] for event in printed} == {1, 2, 3}
+    delivered = [json.loads(m.payload) for m in subscriber.on(f"{PREFIX}/face/event")]
+    assert [event["id"] for event in delivered] == [event["id"] for event in printed if event["run"] == 1]

@@ -1,4 +1,4 @@
-"""The numpy resampler is accurate on tones and keeps speech features close to a reference resampler."""
+"""The resampler (soxr HQ) is accurate on tones and keeps speech features close to soxr's very high quality."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from tests.speech import speech_clips
 librosa = pytest.importorskip("librosa")
 
 RATES = (16000, 44100, 48000)
-# Features of our 22050 Hz output vs the same input resampled by soxr (very high quality).
+# Features of our 22050 Hz output vs the same input resampled by soxr "VHQ".
 # mel is relative to each band, floored at 1e-3 of the strongest band, and only for bands centred
 # below 90 % of the lower Nyquist rate (above it both filters are in their transition band).
-TOLERANCE = {"mfcc": 2.0, "chroma": 0.03, "mel": 0.12, "zcr": 0.01}
+# The hand-written numpy resampler this replaced needed mfcc 2.0, chroma 0.03, mel 0.12, zcr 0.01
+# (it measured 1.23, 0.019, 0.053, 0.004); soxr "HQ" measures 0.18, 0.001, 0.0002, 0.0003.
+TOLERANCE = {"mfcc": 0.5, "chroma": 0.005, "mel": 0.01, "zcr": 0.002}
 
 
 @pytest.mark.parametrize("rate", RATES)

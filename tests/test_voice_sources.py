@@ -149,3 +149,49 @@ def test_unsupported_microphone_rate_is_a_clear_error():
         MicrophoneSource(MicrophoneConfig(rate=1000))
     with pytest.raises(EdgeError, match="microphone.buffer_s"):
         MicrophoneSource(MicrophoneConfig(buffer_s=2.0))
+
+
+def test_unplayable_files_fail_at_construction_in_one_line_naming_the_file(tmp_path):
+    """Before any model loads: a missing file, a file that is not audio, a WAV with no frames."""
+    junk = tmp_path / "notes.wav"
+    junk.write_text("not a RIFF header\nsecond line\n")
+    cases = {
+        str(tmp_path / "missing.wav"): "does not exist; check audio_file.path",
+        str(junk): "cannot read audio file .*give a WAV or FLAC file",
+        write(tmp_path / "empty.wav", np.zeros(0, dtype=np.float32)): "holds no samples; record or choose another",
+    }
+    for path, problem in cases.items():
+        with pytest.raises(EdgeError, match=problem) as caught:
+            AudioFileSource(AudioFileConfig(path=path))
+        message = str(caught.value)
+        assert path in message and "\n" not in message, message
+
+
+def _portaudio_path() -> str | None:
+    import subprocess
+
+    listing = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+    paths = [line.split("=>")[-1].strip() for line in listing.splitlines() if "libportaudio.so" in line]
+    return paths[0] if paths else None
+
+
+def test_missing_portaudio_library_is_one_line_naming_the_fix(tmp_path):
+    """The real library made unloadable in a private mount namespace (an empty file bound over it)."""
+    import shutil
+    import subprocess
+    import sys
+
+    library = _portaudio_path()
+    if library is None or shutil.which("unshare") is None:
+        pytest.skip("needs libportaudio2 and unshare")
+    script = ("from edge.errors import EdgeError\n"
+              "from edge.sources.audio import MicrophoneConfig, MicrophoneSource\n"
+              "try:\n    MicrophoneSource(MicrophoneConfig())\nexcept EdgeError as exc:\n    print('EDGE', exc)\n")
+    command = f"mount --bind /dev/null {library} && exec {sys.executable} -c \"$0\""
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", command, script], capture_output=True, text=True,
+                            timeout=60, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
+    if "Operation not permitted" in result.stderr or "cannot" in result.stderr and "unshare" in result.stderr:
+        pytest.skip(f"no private mount namespace here: {result.stderr.strip()}")
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("EDGE "), (result.stdout, result.stderr[-2000:])
+    assert "PortAudio library" in lines[0] and "apt-get install libportaudio2" in lines[0]

@@ -8,6 +8,7 @@ const DASH = "—";
 const token = new URLSearchParams(location.search).get("token");
 let state = null;
 let clockOffset = 0; // server time minus this browser's time, in seconds
+let lastRender = 0;
 
 function api(path) {
   return token ? `${path}?token=${encodeURIComponent(token)}` : path;
@@ -38,18 +39,30 @@ function now() {
   return Date.now() / 1000 + clockOffset;
 }
 
+function ageOf(row) {
+  return Math.max(0, row.age_s + (now() - state.now));
+}
+
+function isStale(row) {
+  return ageOf(row) > state.stale_after_s;
+}
+
 function labelText(row) {
   if (!row) return DASH;
   if (row.label) return row.label;
   return row.uncertain ? "uncertain" : DASH;
 }
 
+function modalityOrder(names) {
+  const rank = (name) => { const i = ["face", "voice", "eeg", "fused"].indexOf(name); return i < 0 ? 3.5 : i; };
+  return [...names].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+}
+
 function modalityNames() {
   const names = new Set(Object.keys(state.modalities));
   const health = state.health && state.health.summary.modalities;
   for (const name of Object.keys(health || {})) names.add(name);
-  const order = ["face", "voice", "eeg", "fused"];
-  return [...names].sort((a, b) => ((order.indexOf(a) + 5) % 5) - ((order.indexOf(b) + 5) % 5) || a.localeCompare(b));
+  return modalityOrder(names);
 }
 
 function metric(name, value, digits) {
@@ -67,7 +80,7 @@ function renderCards() {
     const rows = (state.modalities[name] || { subjects: [] }).subjects;
     const primary = rows[0] || null;
     const card = el("section", { class: `card ${modalityClass(name)}`, "data-modality": name });
-    if (primary && primary.stale) card.classList.add("stale");
+    if (primary && isStale(primary)) card.classList.add("stale");
     const head = el("h2");
     head.append(el("span", { class: "swatch" }), el("span", {}, name));
     head.append(el("span", { class: "subject", "data-field": "subject" }, primary ? primary.subject : DASH));
@@ -81,9 +94,8 @@ function renderCards() {
       card.append(el("div", { class: "contributions", "data-field": "contributions" },
                      parts.length ? `from ${parts.join(" · ")}` : `from ${DASH}`));
     }
-    const age = primary ? Math.max(0, primary.age_s + (now() - state.now)) : null;
     card.append(el("div", { class: "age", "data-field": "age" },
-                   primary ? `${primary.stale ? "stale, " : ""}updated ${age.toFixed(0)} s ago` : "no data"));
+                   primary ? `${isStale(primary) ? "stale, " : ""}updated ${ageOf(primary).toFixed(0)} s ago` : "no data"));
     if (rows.length > 1) {
       const list = el("ul", { class: "others" });
       for (const row of rows.slice(1, 6)) {
@@ -114,14 +126,14 @@ function renderCircumplex() {
     if (!row) continue;
     const x = Math.max(-1, Math.min(1, row.valence)), y = -Math.max(-1, Math.min(1, row.arousal));
     const dot = svg("circle", { cx: x, cy: y, r: name === "fused" ? 0.09 : 0.06,
-                                class: `dot ${modalityClass(name)}${row.stale ? " stale" : ""}`, "data-modality": name });
+                                class: `dot ${modalityClass(name)}${isStale(row) ? " stale" : ""}`, "data-modality": name });
     const label = svg("text", { x: x + 0.1, y: y + 0.04, class: "dot-label" });
     label.textContent = name;
     plot.append(dot, label);
   }
 }
 
-function renderTimeline(id, index) {
+function renderTimeline(id, key) {
   const plot = document.getElementById(id);
   plot.replaceChildren();
   const width = 600, height = 120, history = state.history_s, end = now(), start = end - history;
@@ -129,7 +141,7 @@ function renderTimeline(id, index) {
   plot.append(svg("line", { x1: 0, y1: height / 2, x2: width, y2: height / 2, class: "axis" }));
   const x = (t) => ((t - start) / history) * width;
   const y = (v) => (height / 2) * (1 - v);
-  for (const [name, points] of Object.entries(state.timeline)) {
+  for (const [name, series] of Object.entries(state.timeline)) {
     let segment = [], last = null;
     const flush = () => {
       if (segment.length === 1) segment.push(segment[0]);
@@ -139,12 +151,12 @@ function renderTimeline(id, index) {
       }
       segment = [];
     };
-    for (const point of points) {
-      const value = point[index];
-      if (value === null || point[0] < start || (last !== null && point[0] - last > gap)) flush();
-      if (value !== null && point[0] >= start) segment.push([x(point[0]), y(value)]);
-      last = point[0];
-    }
+    series.index.forEach((i, n) => {
+      const t = series.start + i * series.step, value = series[key][n];
+      if (value === null || t < start || (last !== null && t - last > gap)) flush();
+      if (value !== null && t >= start) segment.push([x(t), y(value)]);
+      last = t;
+    });
     flush();
   }
 }
@@ -152,7 +164,7 @@ function renderTimeline(id, index) {
 function renderLegend() {
   const legend = document.getElementById("legend");
   legend.replaceChildren();
-  for (const name of Object.keys(state.timeline)) {
+  for (const name of modalityOrder(Object.keys(state.timeline))) {
     const item = el("span", { class: `key ${modalityClass(name)}` });
     item.append(el("span", { class: "swatch" }), document.createTextNode(name));
     legend.append(item);
@@ -231,11 +243,12 @@ function renderHeader() {
 }
 
 function render() {
+  lastRender = performance.now();
   renderHeader();
   renderCards();
   renderCircumplex();
-  renderTimeline("timeline-valence", 1);
-  renderTimeline("timeline-arousal", 2);
+  renderTimeline("timeline-valence", "valence");
+  renderTimeline("timeline-arousal", "arousal");
   renderLegend();
   renderHealth();
   renderHealthAge();
@@ -260,12 +273,14 @@ function connect() {
   source.onerror = () => setStatus("lost", "reconnecting…");
 }
 
-// Between pushes only time moves: slide the timeline and refresh the ages once a second.
+// Between pushes only time moves: slide the timeline and refresh the ages once a second (not right after a push).
 setInterval(() => {
-  if (!state) return;
+  if (!state || performance.now() - lastRender < 900) return;
+  lastRender = performance.now();
   renderCards();
-  renderTimeline("timeline-valence", 1);
-  renderTimeline("timeline-arousal", 2);
+  renderCircumplex();
+  renderTimeline("timeline-valence", "valence");
+  renderTimeline("timeline-arousal", "arousal");
   renderHealthAge();
 }, 1000);
 

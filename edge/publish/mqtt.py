@@ -1,10 +1,12 @@
 """Publish emotion events, state, availability, health and HA discovery over MQTT (paho-mqtt 2.x).
 
-Delivery of events is at-least-once and in order: `publish_event` appends the event JSON to the
-on-disk spool; one sender thread feeds the oldest spooled events to paho with a bounded number in
-flight, and a spool row is deleted only when `on_publish` reports the broker's PUBACK for its
-message id. Paho keeps unacknowledged QoS 1 messages across reconnects and resends them first;
-the sender waits for those before submitting newer ones, so order holds across broker outages.
+Delivery of events is at-least-once and in order: `publish_events` appends a batch of event JSON to
+the on-disk spool in one SQLite transaction (`publish_event` is a batch of one); one sender thread
+feeds the oldest spooled events to paho with a bounded number in flight, and deletes a spool row only
+after `on_publish` reported the broker's PUBACK for its message id (in batches, on the sender thread:
+paho's network thread never waits for SQLite). Paho keeps unacknowledged QoS 1 messages across
+reconnects and resends them first; the sender waits for those before submitting newer ones, so order
+holds across broker outages.
 A message may arrive twice when a PUBACK is lost with the connection (duplicate `id`).
 
 Faults are named once per change of `stats()["state"]` (connecting, connected, unreachable, tls_failed,
@@ -16,9 +18,11 @@ failing the same way, a refused publish) is counted and summarised once per ``ed
   (the broker's password file changed while running): state auth_failed, retried with backoff;
 - broker without MQTT 5: with protocol "auto" the client falls back to 3.1.1, with "5" EdgeError;
 - a publish the broker refuses (MQTT 5 PUBACK reason >= 0x80, e.g. 0x87 not authorized by its ACL): the
-  event moves to the spool's dead_letter table with the reason, counted in `dead_letters`. MQTT 3.1.1 has
-  no reason codes: a broker that drops a publish its ACL denies still sends a plain PUBACK, so on 3.1.1
-  such events count as acknowledged and are lost; only the broker's own log shows the denial.
+  event moves to the spool's dead_letter table with the reason, counted in `dead_letters`; dead letters
+  count in the spool's bounds and the oldest are purged first, so an ACL refusing everything cannot fill
+  the disk. MQTT 3.1.1 has no reason codes: a broker that drops a publish its ACL denies still sends a
+  plain PUBACK, so on 3.1.1 such events count as acknowledged and are lost; only the broker's own log
+  shows the denial.
 
 Liveness for hubs: `online` (retained) is published on every (re)connect and the broker publishes the
 retained `offline` last will when the connection dies. A retained `online` can outlive the device (a broker
@@ -87,7 +91,7 @@ class MqttConfig:
     discovery_prefix: str = "homeassistant"  # HA's discovery prefix; HA announces itself on <prefix>/status
     spool_max_events: int = 100_000  # undelivered events kept on disk; past it the oldest are dropped
     spool_max_bytes: int = 64 * 1024 * 1024  # bytes of undelivered events kept on disk; past it the oldest are dropped
-    max_inflight: int = 20  # events handed to the broker but not yet acknowledged
+    max_inflight: int = 100  # events handed to the broker, not yet acknowledged (at most these repeat on reconnect)
     reconnect_min_delay_s: float = 1.0  # floor of the reconnect delay; its random bound doubles per failed attempt
     reconnect_max_delay_s: float = 10.0  # cap of the reconnect delay (each delay is jittered between floor and bound)
     retained_expiry_s: int = 300  # MQTT 5: retained availability and state expire this long after the last refresh
@@ -204,6 +208,8 @@ class _PahoLog(logging.LoggerAdapter):
         self._on_socket_error = on_socket_error
 
     def log(self, level, msg, *args, **kwargs):
+        if level <= logging.DEBUG and not self.logger.isEnabledFor(level):
+            return  # paho logs every packet at DEBUG: skip the rest unless someone listens
         text = str(msg)
         if text.startswith(self._NOISE):
             if self.disconnecting.is_set():

@@ -175,11 +175,15 @@ class _Series:
             point[2] += arousal
             point[3] += 1
 
-    def export(self, since: float) -> list[list]:
-        """[time, valence, arousal] per bucket; None where the modality reported only "no data"."""
-        return [[round((bucket + 1) * self.resolution, 2), round(v / n, 3) if n else None,
-                 round(a / n, 3) if n else None]
-                for bucket, v, a, n in self.points if (bucket + 1) * self.resolution >= since]
+    def export(self, since: float) -> dict[str, Any]:
+        """Bucket i (of `index`) ends at start + i * step; valence/arousal None where the modality reported only
+        "no data". Parallel arrays of small numbers keep the snapshot small: it is encoded on every push."""
+        points = [point for point in self.points if (point[0] + 1) * self.resolution >= since]
+        first = points[0][0] if points else 0
+        return {"start": round((first + 1) * self.resolution, 2), "step": self.resolution,
+                "index": [bucket - first for bucket, _, _, _ in points],
+                "valence": [round(v / n, 2) if n else None for _, v, _, n in points],
+                "arousal": [round(a / n, 2) if n else None for _, _, a, n in points]}
 
 
 def _dig(data: Any, *path: str) -> Any:
@@ -258,8 +262,10 @@ def flatten(data: Any, prefix: str = "", rows: list | None = None, depth: int = 
 
 def _event_view(event: Event) -> dict[str, Any]:
     data = event.to_dict()
-    return {key: data.get(key) for key in ("id", "timestamp", "modality", "kind", "label", "valence", "arousal",
-                                             "confidence")} | {"subject": data.get("subject_id") or data.get("track_id")}
+    view = {key: data.get(key) for key in ("id", "timestamp", "modality", "kind", "label", "valence", "arousal",
+                                           "confidence")}
+    view["subject"] = data.get("subject_id") or data.get("track_id")  # schema 2 names the subject; 1 the track
+    return view
 
 
 class DashboardState:
@@ -297,12 +303,15 @@ class DashboardState:
         elif isinstance(message, HealthReport):
             self.health = message
 
+    def expired_faces(self, seen: float) -> list[str]:
+        """Faces not updated for stale_after_s: their "end" was lost, or the camera stalled; no longer in view."""
+        faces = self.subjects.get("face", {})
+        return [subject for subject, (at, _) in faces.items() if seen - at > self.config.stale_after_s]
+
     def snapshot(self, now: float, seen: float) -> dict[str, Any]:
         stale_after = self.config.stale_after_s
-        for subjects in self.subjects.values():  # a face whose "end" was lost (or a stalled camera) is not in view
-            for subject in [s for s, (t, _) in subjects.items() if seen - t > stale_after]:
-                if subjects is self.subjects.get("face"):
-                    del subjects[subject]
+        for subject in self.expired_faces(seen):
+            del self.subjects["face"][subject]
         modalities = {}
         names = sorted(set(self.subjects) | set(self.series),
                        key=lambda m: (MODALITY_ORDER.index(m) if m in MODALITY_ORDER else 3.5, m))
@@ -556,8 +565,8 @@ class DashboardSink:
                 clients = self._clients
             if clients == 0:  # a page that connects gets a fresh snapshot anyway
                 continue
-            with self._lock:
-                dirty, self._dirty = self._dirty, False
+            with self._lock:  # a face leaving by time changes the count as much as new data does
+                dirty, self._dirty = self._dirty or bool(self.state.expired_faces(time.monotonic())), False
             if not dirty:
                 continue
             payload = b"data: " + self.snapshot_json() + b"\n\n"

@@ -4,7 +4,13 @@ Both write mono float32 samples at their own rate into one bounded ring buffer a
 overlapping windows (e.g. 2.5 s every 1.0 s) stamped with the capture time of their first
 sample. Unlike video, audio windows are read in order: a consumer that falls more than the
 buffer behind skips ahead to the newest complete window and the skipped windows are counted as
-dropped. Resampling to the model's rate is the voice pipeline's job, not the source's.
+dropped. Resampling to the model's rate is the voice analyzer's job, not the source's.
+
+Threads wake only when there is work: the reader is woken when a whole window is ready (not per
+microphone block), a real-time file is read in one block per window, at the moment that window's
+last sample would have been captured, and a fast file waits on the ring for room instead of polling.
+A file that cannot be replayed (missing, not audio, no samples, an odd rate) and a missing PortAudio
+library are one EdgeError line at construction, before any model loads.
 """
 
 from __future__ import annotations
@@ -116,7 +122,7 @@ class AudioFileConfig:
     buffer_s: float = 10.0
     # At the end of a file, a last partial window at least this long is still delivered.
     min_final_s: float = 1.0
-    # Samples read from the file per step.
+    # Seconds read from the file per step when realtime is false (real-time replay reads one window hop per step).
     block_s: float = 0.1
 
     def validate(self) -> None:
@@ -187,12 +193,24 @@ class AudioRing:
             oldest = self._written - self.capacity
             while len(self._anchors) > 1 and self._anchors[1][0] <= oldest:
                 self._anchors.popleft()
-            self._cond.notify_all()
+            if self._written - self._next >= self.window:
+                self._cond.notify_all()
 
     def free(self) -> int:
         """Samples that can be written without overwriting a window not yet read."""
         with self._cond:
             return self.capacity - (self._written - self._next)
+
+    def wait_free(self, samples: int, timeout: float) -> bool:
+        """Wait (woken by read()) until `samples` can be written without overwriting unread audio."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: self.capacity - (self._written - self._next) >= samples or self._closed, timeout)
+
+    def missing(self) -> int:
+        """Samples still to be written before the next window is complete (at least 1)."""
+        with self._cond:
+            return max(1, self._next + self.window - self._written)
 
     def close(self) -> None:
         with self._cond:
@@ -233,6 +251,7 @@ class AudioRing:
             if self._written - self._next >= self.window:
                 window = self._take(self._next, self.window)
                 self._next += self.hop
+                self._cond.notify_all()  # a fast file source may be waiting for room
                 return window
             if self._closed and final_min is not None:
                 remaining = self._written - self._next
@@ -256,6 +275,9 @@ class AudioFileSource:
         self.channels = 0
         self.frames = 0
         self.ring: AudioRing | None = None
+        handle = self._open()  # a file that cannot be replayed fails here, before any model loads
+        self._check(handle)
+        handle.close()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._state = STOPPED
@@ -264,33 +286,40 @@ class AudioFileSource:
         self._notice = [False]
 
     def _open(self):
-        import soundfile
-
+        try:
+            import soundfile
+        except OSError as exc:  # the libsndfile library itself is missing
+            raise EdgeError(f"cannot read audio file {self.path}: libsndfile is not available ({exc}); "
+                            "apt-get install libsndfile1") from None
         if not self.path.is_file():
             raise EdgeError(f"audio file {self.path} does not exist; check audio_file.path")
         try:
             handle = soundfile.SoundFile(str(self.path))
         except Exception as exc:  # libsndfile raises its own error types for unreadable files
-            raise EdgeError(f"cannot read audio file {self.path} ({exc}); give a WAV or FLAC file") from None
+            problem = " ".join(str(exc).split())
+            raise EdgeError(f"cannot read audio file {self.path} ({problem}); give a WAV or FLAC file") from None
         return handle
 
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        handle = self._open()
-        if handle.frames == 0:
-            handle.close()
-            raise EdgeError(f"audio file {self.path} holds no samples; record or choose another file")
-        if handle.channels > 1 and self.config.strict_mono:
-            handle.close()
-            raise EdgeError(f"audio file {self.path} has {handle.channels} channels but audio_file.strict_mono "
-                            f"is set; convert it to mono or set strict_mono = false to downmix")
+    def _check(self, handle) -> None:
+        """Refuse a file that cannot be replayed (closing it); keep it open otherwise."""
         try:
+            if handle.frames == 0:
+                raise EdgeError(f"audio file {self.path} holds no samples; record or choose another file "
+                                "(audio_file.path)")
+            if handle.channels > 1 and self.config.strict_mono:
+                raise EdgeError(f"audio file {self.path} has {handle.channels} channels but audio_file.strict_mono "
+                                f"is set; convert it to mono or set strict_mono = false to downmix")
             check_rate(handle.samplerate, MODEL_RATE, key=f"sample rate of {self.path}")
         except EdgeError:
             handle.close()
             raise
         self.rate, self.channels, self.frames = handle.samplerate, handle.channels, handle.frames
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        handle = self._open()
+        self._check(handle)
         self.ring = AudioRing(self.rate, self.config.window_s, self.config.hop_s, self.config.buffer_s, self.name)
         self._stop.clear()
         self._state = STARTING
@@ -307,10 +336,14 @@ class AudioFileSource:
         self._state = RUNNING
         try:
             while not self._stop.is_set():
-                if not cfg.realtime:
-                    while self.ring.free() < block and not self._stop.is_set():
-                        time.sleep(0.005)
-                data = handle.read(block, dtype="float32", always_2d=True)
+                if cfg.realtime:  # exactly what completes the next window, written when it would have been heard
+                    wanted = self.ring.missing()
+                else:
+                    wanted = block
+                    while not self.ring.wait_free(block, 0.5):
+                        if self._stop.is_set():
+                            return
+                data = handle.read(wanted, dtype="float32", always_2d=True)
                 if len(data) == 0:
                     if not cfg.loop:
                         break
@@ -360,11 +393,25 @@ class AudioFileSource:
         }
 
 
+def _sounddevice():
+    """The sounddevice module, or one EdgeError line when it or the PortAudio library is missing."""
+    try:
+        import sounddevice
+    except OSError as exc:  # the PortAudio library itself is missing or unloadable
+        raise EdgeError(f"the microphone needs the PortAudio library, which cannot be loaded ({exc}); "
+                        "apt-get install libportaudio2, or set voice.source = \"file\"") from None
+    except ImportError as exc:
+        raise EdgeError(f"the microphone needs the sounddevice package ({exc}); pip install sounddevice, "
+                        "or set voice.source = \"file\"") from None
+    return sounddevice
+
+
 class MicrophoneSource:
     """Captures from a PortAudio input device; a device that vanishes is reopened with backoff."""
 
     def __init__(self, config: MicrophoneConfig, name: str = "microphone"):
         config.validate()
+        _sounddevice()  # no PortAudio library: fail here, before any model loads
         self.config = config
         self.name = name
         self.rate = int(config.rate)
@@ -386,10 +433,7 @@ class MicrophoneSource:
         return int(text) if text.isdigit() else text
 
     def _open_stream(self):
-        try:
-            import sounddevice
-        except OSError as exc:  # the PortAudio library itself is missing
-            raise EdgeError(f"PortAudio is not available ({exc}); apt-get install libportaudio2") from None
+        sounddevice = _sounddevice()
         device = self._device()
         cfg = self.config
         try:

@@ -4,7 +4,8 @@ A background thread grabs continuously and keeps only the newest frame, so infer
 works on the present and never on a backlog (an unpaced file, where every frame counts, is
 instead decoded up to `prefetch` frames ahead of the consumer). Frames are RGB (OpenCV decodes
 BGR; we convert once here so every consumer can assume RGB). A live input that drops is reopened
-with exponential backoff; the thread never dies on a bad frame or a vanished device.
+with edge.backoff.Backoff (jittered, doubling bound); the thread never dies on a bad frame or a
+vanished device.
 
 Raspberry Pi camera modules are read through picamera2 (`camera.source = "picamera2"`, see
 pi_camera.py). Jetson CSI cameras (nvarguscamerasrc) are reached with a GStreamer pipeline string
@@ -25,6 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..backoff import Backoff
 from ..errors import EdgeError
 from .base import ENDED, RECONNECTING, RUNNING, STARTING, STOPPED, BoundedQueue, NewestSlot, Source
 
@@ -62,7 +64,8 @@ class CameraConfig:
     # through a slow frame (one that runs the models) instead of idling after one frame; 3 covers a whole
     # face.infer_every cycle up to 3
     prefetch: int = 3
-    # first wait before reopening a lost or unopenable input, in seconds; doubles on each failure
+    # shortest wait before reopening a lost or unopenable input, in seconds; the bound doubles on each failure
+    # (each wait is drawn between this and the bound, so cameras that failed together do not retry in lockstep)
     reconnect_initial_s: float = 0.5
     # upper bound of the reconnect wait, in seconds
     reconnect_max_s: float = 10.0
@@ -345,7 +348,7 @@ class CameraSource(Source[Frame]):
 
     def _run(self, capture) -> None:
         cfg = self.config
-        backoff = cfg.reconnect_initial_s
+        backoff = self._backoff = Backoff(cfg.reconnect_initial_s, cfg.reconnect_max_s)  # delays kept for tests
         failed = False  # the last open or read failed: the next open waits and counts as a reconnect
         frames_since_open = 0
         pacer, period = self._playback(capture) if capture is not None else (None, None)
@@ -360,10 +363,10 @@ class CameraSource(Source[Frame]):
                         if failed:
                             self._reconnects += 1
                             self._state = RECONNECTING
-                            log.debug("camera %s: retry %d in %.1fs", cfg.source, self._reconnects, backoff)
-                            if self._halt.wait(backoff):
+                            delay = backoff.next()
+                            log.debug("camera %s: retry %d in %.1fs", cfg.source, self._reconnects, delay)
+                            if self._halt.wait(delay):
                                 break
-                            backoff = min(backoff * 2.0, cfg.reconnect_max_s)
                         capture = self._open()
                         if capture is None:
                             if not failed:
@@ -404,7 +407,7 @@ class CameraSource(Source[Frame]):
                             log.info("camera %s recovered after %d reconnect attempts", cfg.source,
                                      self._reconnects)
                             failed = False
-                        backoff = cfg.reconnect_initial_s
+                        backoff.reset()
                         self._state = RUNNING
                         continue
                     capture.release()

@@ -4,7 +4,17 @@ A background thread resolves the stream (by type, optionally name / source_id), 
 with clock synchronisation, pulls chunks into a queue and watches the timestamps: gaps and
 dropped samples are detected against the nominal rate. When the stream is lost (sender closed,
 or no data for `lsl.stale_after_s`) the inlet is dropped and the stream resolved again with
-exponential backoff, without restarting the process. A stream with the wrong channel count or
+edge.backoff.Backoff, without restarting the process.
+
+Gaps are judged against the stream's own timeline (sample count x period), not only the previous
+sample: many senders (muselsl-style bridges) stamp a whole chunk with its receipt time, so their chunk
+boundaries jump back and forth by the delivery jitter although no sample is missing (178 "gaps" in
+22 s from such a sender before this). A late step inside the jitter band already seen in the last
+few seconds is jitter; a step beyond it is held for GAP_CONFIRM_S and called a gap only if the
+samples after it stay late by more than twice the jitter seen before and after it. A gap in a
+jittery stream is therefore found only when it is longer than about twice that jitter, and its
+`missing` count is as exact as the sender's stamps (within its jitter). Real gaps are all counted in
+stats; their log lines are summarised by edge.logsummary.Repeats (first at once, then per minute). A stream with the wrong channel count or
 rate is a configuration problem: `read()` raises EdgeError saying so.
 
 Timestamps handed out are on this machine's LSL clock (`pylsl.local_clock()`); `to_unix()`
@@ -24,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from edge.backoff import Backoff
 from edge.errors import EdgeError
+from edge.logsummary import Repeats
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +44,11 @@ TIMESTAMP_MODES = ("auto", "lsl", "wall", "receive")
 DEFAULT_MUSE_LABELS = ("TP9", "AF7", "AF8", "TP10", "Right AUX")
 # stats()["state"] values, the same words as edge.sources.base uses, plus "error" (wrong stream).
 STARTING, RUNNING, RECONNECTING, STOPPED, ERROR = "starting", "running", "reconnecting", "stopped", "error"
+# How long a late step beyond the known jitter waits for the samples after it to show whether it was a gap
+# (they stay late) or jitter (one of them comes back). Only such chunks are delayed, by at most this much.
+GAP_CONFIRM_S = 0.5
+# Seconds of recent chunks whose timeline offsets make the jitter band.
+JITTER_WINDOW_S = 5.0
 
 
 def load_pylsl():
@@ -88,7 +105,7 @@ class LSLSourceConfig:
     resolve_timeout_s: float = 2.0
     # No data for this many seconds counts as a lost stream and triggers a re-resolve.
     stale_after_s: float = 3.0
-    # First and longest wait between resolve attempts (doubles each failure).
+    # Shortest and longest wait between resolve attempts (edge.backoff.Backoff: jittered, doubling bound).
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 10.0
     # A step between timestamps longer than this many sample periods is a gap.
@@ -182,7 +199,8 @@ class StreamDescription:
 class LSLSource:
     """EEG from LSL with start/stop/read/stats; reconnects on its own until stopped."""
 
-    def __init__(self, config: LSLSourceConfig | None = None):
+    def __init__(self, config: LSLSourceConfig | None = None, repeat_interval_s: float = 60.0):
+        """`repeat_interval_s`: how often repeated gap warnings are summarised (tests shorten it)."""
         self.config = (config or LSLSourceConfig()).validate()
         self._pylsl = load_pylsl()
         log.info("liblsl %s loaded from %s", self._pylsl.library_version(), _liblsl_path(self._pylsl))
@@ -203,6 +221,13 @@ class LSLSource:
         self._time_correction = 0.0
         self._timestamp_mode = self.config.timestamps
         self._fresh = False
+        self._repeats = Repeats(log, repeat_interval_s)
+        self._backoff = Backoff(self.config.backoff_initial_s, self.config.backoff_max_s)
+        self._held: deque[Chunk] = deque()  # chunks waiting for a late step in them to be judged
+        self._band: deque[tuple[float, float, float]] = deque()  # (received, min, max) timeline offset per chunk
+        self._position = 0.0  # samples since the stream was opened, plus the missing ones of confirmed gaps
+        self._last_offset: float | None = None  # the last judged sample's offset from that timeline
+        self._last_stamp = 0.0
 
     # -- public interface ------------------------------------------------------------------
     def start(self) -> None:
@@ -220,6 +245,7 @@ class LSLSource:
             self._thread.join(timeout=self.config.resolve_timeout_s + 2.0)
         self._thread = None
         self._state = STOPPED
+        self._repeats.flush()
 
     def read(self, timeout: float | None = None) -> Chunk | None:
         """Oldest unread chunk, waiting up to `timeout` s (None: until one comes); None if none came.
@@ -277,7 +303,7 @@ class LSLSource:
 
     # -- background thread -----------------------------------------------------------------
     def _run(self) -> None:
-        backoff = self.config.backoff_initial_s
+        self._backoff.reset()
         while not self._stop.is_set():
             self._counters["resolves"] += 1  # the runtime's watchdog sees a source waiting, not a hung one
             try:
@@ -293,11 +319,11 @@ class LSLSource:
                 log.exception("resolving the LSL stream failed; retrying")
                 inlet = None
             if inlet is None:
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2.0, self.config.backoff_max_s)
+                self._stop.wait(self._backoff.next())
                 continue
-            backoff = self.config.backoff_initial_s
+            self._backoff.reset()
             reason = self._pump(inlet)
+            self._release(force=True)
             try:
                 inlet.close_stream()
             except Exception:
@@ -374,6 +400,8 @@ class LSLSource:
             now = pylsl.local_clock()
             if first_ts is not None:
                 data, stamps = [first] + list(data), [first_ts] + list(stamps)
+            if self._held:
+                self._release()
             if not stamps:
                 if now - self._last_data > cfg.stale_after_s:
                     return f"no data for {cfg.stale_after_s:g} s"
@@ -397,30 +425,91 @@ class LSLSource:
             stamps = now - period * np.arange(len(stamps) - 1, -1, -1)
             if self._last_ts is not None and stamps[0] <= self._last_ts:
                 stamps = stamps + (self._last_ts + period - stamps[0])
-        # Step before each sample; the first sample of all has no predecessor.
-        first = stamps[0] if self._last_ts is None else self._last_ts
-        previous = np.concatenate([[first], stamps[:-1]])
-        steps = stamps - previous
-        gaps: list[Gap] = []
-        self._counters["out_of_order"] += int(np.sum(steps[1:] <= 0)) + int(self._last_ts is not None and steps[0] <= 0)
-        for i in np.flatnonzero(steps > self.config.gap_threshold_samples * period):
-            missing = max(1, round(steps[i] / period) - 1)
-            gaps.append(Gap(int(i), float(previous[i]), float(stamps[i]), missing,
-                            reconnect=bool(fresh and i == 0)))
+        self._counters["out_of_order"] += int(np.sum(np.diff(stamps) <= 0)) + int(
+            self._last_ts is not None and not fresh and stamps[0] <= self._last_ts)
+        chunk = Chunk(stamps, data, now, [], new_stream=fresh)
+        if fresh:
+            # A new stream: a step from the old one's last sample is a gap across the reconnect, and the
+            # timeline and its jitter band start again.
+            if self._last_ts is not None and stamps[0] - self._last_ts > self.config.gap_threshold_samples * period:
+                step = stamps[0] - self._last_ts
+                chunk.gaps.append(Gap(0, self._last_ts, float(stamps[0]), max(1, round(step / period) - 1),
+                                      reconnect=True))
+            self._release(force=True)
+            self._band.clear()
+            self._position = 0.0
         self._last_ts = float(stamps[-1])
-        chunk = Chunk(stamps, data, now, gaps, new_stream=fresh)
+        self._held.append(chunk)
+        self._release()
+
+    def _release(self, force: bool = False) -> None:
+        """Judge the held chunks' late steps in order and hand on every chunk that is settled; a chunk whose
+        late step is still within GAP_CONFIRM_S of its arrival (unless `force`) waits, with all after it."""
+        now = self._pylsl.local_clock()
+        while self._held:
+            gaps = self._judge(self._held[0], list(self._held)[1:], force or now - self._held[0].received
+                               >= GAP_CONFIRM_S)
+            if gaps is None:
+                return
+            chunk = self._held.popleft()
+            chunk.gaps.extend(gaps)
+            self._hand_on(chunk)
+
+    def _judge(self, chunk: Chunk, later: list[Chunk], decide: bool) -> list[Gap] | None:
+        """The gaps in `chunk`, or None while one of its late steps cannot be decided yet (`decide` False).
+        Moves the timeline and the jitter band on only when it returns a list.
+
+        Offsets are each sample's lateness against the sample count (timestamp - position x period): a
+        chunk-stamping sender's offsets wander within its delivery jitter, a lost stretch raises them for good."""
+        period = 1.0 / self.config.nominal_rate
+        tolerance = (self.config.gap_threshold_samples - 1.0) * period  # lateness allowed when there is no jitter
+        stamps = chunk.timestamps
+        position = self._position
+        offsets = stamps - (position + np.arange(len(stamps))) * period
+        previous = None if chunk.new_stream else self._last_offset
+        steps = np.diff(offsets, prepend=np.nan if previous is None else previous)
+        gaps: list[Gap] = []
+        for i in np.flatnonzero(steps > tolerance):  # usually none: the band is only looked at for late steps
+            known = [value for _, low, high in self._band for value in (low, high)]
+            known += [previous] if previous is not None else []
+            known += [float(offsets[:i].min()), float(offsets[:i].max())] if i else []
+            low, high = min(known), max(known)
+            if offsets[i] <= high:
+                continue  # within the jitter this sender has shown lately
+            if not decide:
+                return None
+            counts = np.cumsum([len(stamps)] + [len(c.timestamps) for c in later])
+            after = np.concatenate([offsets[i:]] + [c.timestamps - (position + start + np.arange(len(c.timestamps)))
+                                                    * period for c, start in zip(later, counts)])
+            late = float(after.min()) - low
+            if late <= max(tolerance, 2.0 * (high - low), 2.0 * float(after.max() - after.min())):
+                continue  # samples after it came back near the timeline: the sender's jitter, nothing missing
+            missing = max(1, round(late / period))
+            gaps.append(Gap(int(i), float(stamps[i - 1]) if i else self._last_stamp, float(stamps[i]), missing))
+            offsets[i:] -= missing * period
+            position += missing
+        self._position = position + len(stamps)
+        self._last_offset, self._last_stamp = float(offsets[-1]), float(stamps[-1])
+        while self._band and chunk.received - self._band[0][0] > JITTER_WINDOW_S:
+            self._band.popleft()
+        self._band.append((chunk.received, float(offsets.min()), float(offsets.max())))
+        return gaps
+
+    def _hand_on(self, chunk: Chunk) -> None:
+        now = chunk.received
+        gaps = chunk.gaps
         with self._lock:
-            self._counters["samples"] += len(stamps)
+            self._counters["samples"] += len(chunk.timestamps)
             self._counters["chunks"] += 1
             self._counters["gaps"] += len(gaps)
             self._counters["dropped_samples"] += sum(g.missing for g in gaps)
             self._recent_gaps.extend(gaps)
-            self._recent.append((now, len(stamps)))
+            self._recent.append((now, len(chunk.timestamps)))
             while self._recent and now - self._recent[0][0] > 10.0:
                 self._recent.popleft()
         for gap in gaps:
-            log.warning("EEG gap of %.3f s (%d samples missing)%s", gap.seconds, gap.missing,
-                        " across a reconnect" if gap.reconnect else "")
+            self._repeats.note(("gap", gap.reconnect), logging.WARNING, "EEG gap of %.3f s (%d samples missing)%s",
+                               gap.seconds, gap.missing, " across a reconnect" if gap.reconnect else "")
         while True:
             try:
                 self._queue.put_nowait(chunk)

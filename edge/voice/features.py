@@ -32,6 +32,13 @@ Skipping the tuning estimate would move chroma by up to 0.075 (whole clips) / 0.
 windows); "reflect" instead of "constant" padding moves 2.5 s-window mel bands by up to 44 %.
 The residual differences come from librosa rounding the STFT to complex64 and its filterbanks to
 float32; this module computes in float64.
+
+No product here reaches numpy's threaded BLAS: OpenBLAS (numpy's BLAS in the x86_64 and aarch64
+wheels) hands a product of more than 4 x 65536 multiply-adds to its thread pool, whose threads then
+busy-wait between calls. Per 2.5 s window that cost about 15 ms of CPU for 0.5 ms of arithmetic, five
+times the rest of the voice modality (benchmarks/voice_cpu.py). So the mel filterbank is applied as a
+sparse sum (each FFT bin feeds at most two bands) and the dense products run in column blocks below
+that threshold, on the calling thread, with the same sums.
 """
 
 from __future__ import annotations
@@ -102,6 +109,36 @@ def mel_filterbank(rate: int, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.nd
 
 
 @functools.lru_cache(maxsize=None)
+def _mel_sparse(rate: int, n_fft: int, n_mels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The filterbank's non-zero weights by band: (weights, bins, first entry per band, empty-band mask)."""
+    bands, bins = np.nonzero(mel_filterbank(rate, n_fft, n_mels))
+    weights = mel_filterbank(rate, n_fft, n_mels)[bands, bins]
+    starts = np.searchsorted(bands, np.arange(n_mels))
+    empty = np.bincount(bands, minlength=n_mels) == 0
+    return weights, bins, np.minimum(starts, max(len(bands) - 1, 0)), empty
+
+
+def apply_mel(power: np.ndarray, rate: int, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.ndarray:
+    """mel_filterbank(rate, n_fft, n_mels) @ power, as a sparse sum (no BLAS threads); (n_mels, frames)."""
+    weights, bins, starts, empty = _mel_sparse(rate, n_fft, n_mels)
+    mel = np.add.reduceat(weights[:, None] * power[bins], starts, axis=0)
+    mel[empty] = 0.0
+    return mel
+
+
+# OpenBLAS keeps a product of at most 4 x 65536 multiply-adds on the calling thread.
+SINGLE_THREAD_PRODUCT = 4 * 65536
+
+
+def product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b in column blocks small enough that OpenBLAS never wakes its thread pool."""
+    step = max(1, SINGLE_THREAD_PRODUCT // max(1, a.shape[0] * a.shape[1]))
+    if b.shape[1] <= step:
+        return a @ b
+    return np.concatenate([a @ b[:, i:i + step] for i in range(0, b.shape[1], step)], axis=1)
+
+
+@functools.lru_cache(maxsize=None)
 def dct_matrix(n_out: int = N_MFCC, n_in: int = N_MELS) -> np.ndarray:
     """Orthonormal DCT-II basis, first n_out rows; (n_out, n_in)."""
     k = np.arange(n_out)[:, None]
@@ -133,23 +170,27 @@ def chroma_filterbank(rate: int, n_fft: int = N_FFT, tuning: float = 0.0, n_chro
 
 
 def estimate_tuning(magnitude: np.ndarray, rate: int, n_fft: int = N_FFT, bins_per_octave: int = N_CHROMA) -> float:
-    """Deviation from A440 in fractional chroma bins, as librosa.estimate_tuning on a spectrogram."""
+    """Deviation from A440 in fractional chroma bins, as librosa.estimate_tuning on a spectrogram.
+
+    librosa's piptrack keeps only peaks from 150 Hz to 4 kHz, so only those bins (and their two
+    neighbours) are examined; the gate is still 0.1 x each frame's maximum over every bin."""
     mag = np.abs(magnitude)
     fft_freqs = np.linspace(0, rate / 2, 1 + n_fft // 2)
-    gradient = np.gradient(mag, axis=0)
-    a = mag[2:] + mag[:-2] - 2 * mag[1:-1]
-    b = (mag[2:] - mag[:-2]) / 2
-    shift = np.zeros_like(mag)
+    rows = np.nonzero((fft_freqs >= 150.0) & (fft_freqs < min(4000.0, rate / 2)))[0]
+    if rows.size == 0:
+        return 0.0
+    first, last = int(rows[0]), int(rows[-1])  # 150 Hz > bin 0 and < rate / 2: both have two neighbours
+    part = mag[first - 1:last + 2]
+    below, centre, above = part[:-2], part[1:-1], part[2:]
+    a = above + below - 2 * centre
+    b = (above - below) / 2  # also np.gradient's value at interior bins
     with np.errstate(divide="ignore", invalid="ignore"):
-        shift[1:-1] = np.where(np.abs(b) >= np.abs(a), 0.0, -b / a)
-    gated = mag * (mag > 0.1 * mag.max(axis=0, keepdims=True))
-    peaks = np.zeros_like(mag, dtype=bool)
-    peaks[1:-1] = (gated[1:-1] > gated[:-2]) & (gated[1:-1] >= gated[2:])
-    peaks[-1] = gated[-1] > gated[-2]
-    peaks &= ((fft_freqs >= 150.0) & (fft_freqs < min(4000.0, rate / 2)))[:, None]
-    rows, cols = np.nonzero(peaks)
-    pitch = (rows + shift[rows, cols]) * float(rate) / n_fft
-    strength = mag[rows, cols] + 0.5 * gradient[rows, cols] * shift[rows, cols]
+        shift = np.where(np.abs(b) >= np.abs(a), 0.0, -b / a)
+    gated = part * (part > 0.1 * mag.max(axis=0, keepdims=True))
+    peaks = (gated[1:-1] > gated[:-2]) & (gated[1:-1] >= gated[2:])
+    index, cols = np.nonzero(peaks)
+    pitch = (index + first + shift[index, cols]) * float(rate) / n_fft
+    strength = centre[index, cols] + 0.5 * b[index, cols] * shift[index, cols]
     positive = pitch > 0
     if not positive.any():
         return 0.0
@@ -190,7 +231,6 @@ class FeatureExtractor:
         self.rate = int(rate)
         self.pad_mode = pad_mode
         self.fixed_tuning = tuning
-        self.mel_fb = mel_filterbank(self.rate)
         self.dct = dct_matrix()
         self.last_tuning = 0.0
 
@@ -201,11 +241,11 @@ class FeatureExtractor:
             raise ValueError(f"features need a non-empty mono signal, got shape {y.shape}")
         magnitude = magnitude_stft(y, pad_mode=self.pad_mode)
         power = magnitude ** 2
-        mel = self.mel_fb @ power
-        mfcc = self.dct @ power_to_db(mel)
+        mel = apply_mel(power, self.rate)
+        mfcc = product(self.dct, power_to_db(mel))
         tuning = estimate_tuning(magnitude, self.rate) if self.fixed_tuning is None else self.fixed_tuning
         self.last_tuning = tuning
-        raw = chroma_filterbank(self.rate, tuning=tuning) @ magnitude
+        raw = product(chroma_filterbank(self.rate, tuning=tuning), magnitude)
         peak = raw.max(axis=0, keepdims=True)
         peak[peak < np.finfo(np.float64).tiny] = 1.0
         chroma = raw / peak

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import EdgeError
-from .features import MODEL_RATE, magnitude_stft, mel_filterbank, power_to_db
+from .features import MODEL_RATE, apply_mel, magnitude_stft, power_to_db
 
 
 @dataclass
@@ -95,6 +95,6 @@ def log_mel(y: np.ndarray, config: LogMelConfig | None = None) -> np.ndarray:
     if y.ndim != 1 or y.size == 0:
         raise EdgeError(f"log-mel needs a non-empty mono signal, got shape {y.shape}")
     power = magnitude_stft(fit_length(y, config.samples), config.n_fft, config.hop, "constant") ** 2
-    db = power_to_db(mel_filterbank(config.rate, config.n_fft, config.n_mels) @ power, top_db=config.top_db)
+    db = power_to_db(apply_mel(power, config.rate, config.n_fft, config.n_mels), top_db=config.top_db)
     scaled = np.maximum((db - db.max()) / config.top_db + 1.0, 0.0)
     return scaled.astype(np.float32)[..., None]

@@ -13,6 +13,7 @@ counts them instead of classifying silence or clipped audio, and removes DC befo
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -78,6 +79,9 @@ class VadResult:
     clipped_fraction: float
     problems: list[str] = field(default_factory=list)  # "silence", "clipping", "dc_offset"
     is_speech: bool = False  # enough speech and neither silent nor clipped
+    frame_energy_db: np.ndarray | None = field(default=None, repr=False)  # per FRAME_SECONDS frame, after DC removal
+    active: np.ndarray | None = field(default=None, repr=False)  # per frame: judged speech (after hangover)
+    frame_length: int = 0  # samples per frame
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -89,6 +93,13 @@ class VadResult:
 
 def _db(power: np.ndarray | float) -> np.ndarray:
     return 10.0 * np.log10(np.maximum(power, 1e-15))
+
+
+@functools.lru_cache(maxsize=8)
+def _hanning(length: int) -> np.ndarray:
+    window = np.hanning(length)
+    window.setflags(write=False)
+    return window
 
 
 class VoiceActivityDetector:
@@ -127,7 +138,7 @@ class VoiceActivityDetector:
         frames = x[: count * frame_len].reshape(count, frame_len)
         energy = _db(np.mean(frames ** 2, axis=1))
         self._update_floor(energy, count * frame_len / rate, end_time)
-        spectrum = np.abs(np.fft.rfft(frames * np.hanning(frame_len), axis=1)) ** 2 + 1e-20
+        spectrum = np.abs(np.fft.rfft(frames * _hanning(frame_len), axis=1)) ** 2 + 1e-20
         flatness = np.exp(np.mean(np.log(spectrum), axis=1)) / np.mean(spectrum, axis=1)
         signs = np.signbit(frames)
         zcr = np.mean(signs[:, 1:] != signs[:, :-1], axis=1)
@@ -142,7 +153,8 @@ class VoiceActivityDetector:
             active = np.convolve(active.astype(float), kernel)[:count] > 0
         fraction = float(active.mean())
         is_speech = fraction >= cfg.min_speech_fraction and not ({"silence", "clipping"} & set(problems))
-        return VadResult(fraction, level, float(self.noise_floor_db), dc, clipped, problems, is_speech)
+        return VadResult(fraction, level, float(self.noise_floor_db), dc, clipped, problems, is_speech,
+                         energy, active, frame_len)
 
     def _update_floor(self, energy_db: np.ndarray, duration: float, end_time: float | None) -> None:
         quiet = float(np.percentile(energy_db, 10))
