@@ -30,7 +30,7 @@ from .sources.camera import CameraConfig
 from .sinks.dashboard import DashboardConfig
 from .sinks.lsl_outlet import LslOutletConfig
 from .sources.lsl import LSLSourceConfig
-from .voice.pipeline import VoiceConfig
+from .voice.analyzer import VoiceConfig
 from .voice.vad import VadConfig
 
 if sys.version_info >= (3, 11):

@@ -22,7 +22,7 @@ Schema `emotion-edge/event/2` (documented in README, checked by EVENT_JSON_SCHEM
                 (null entries for modalities without data); null for the other modalities
   timestamp     UTC time the input was captured, ISO 8601 with milliseconds and "Z"
   model         {"id": model id, "sha256": artifact hash, "estimator": "classifier" | "calibrated" | "index" |
-                "prosody" | "fusion"}
+                "prosody" | "classifier+prosody" | "fusion"}
   latency_ms    capture-to-event processing time
   extra         modality-specific details: face "box" [x, y, width, height] and "frame" [width, height] in
                 pixels; eeg "electrodes" signal quality, "warming_up", "rejected"; ...
@@ -51,7 +51,7 @@ from .errors import EdgeError
 SCHEMA = "emotion-edge/event/2"
 MODALITIES = ("face", "voice", "eeg", "fused")
 KINDS = ("emotion", "track_start", "track_end")
-ESTIMATORS = ("classifier", "calibrated", "index", "prosody", "fusion")
+ESTIMATORS = ("classifier", "calibrated", "index", "prosody", "classifier+prosody", "fusion")
 
 RUN_FILENAME = "run"  # the single counter file of earlier versions: still read (upgrades), never written
 RUN_SLOTS = ("run.0", "run.1")

@@ -111,6 +111,13 @@ def _bad(key: str, value: Any, expected: str) -> None:
     raise EdgeError(f"fusion.{key} = {value!r} is not valid: expected {expected}")
 
 
+def _weighted_mean(pairs: list[tuple[float, float | None]]) -> float | None:
+    """Mean of the values that exist, by weight; None when none does."""
+    known = [(w, v) for w, v in pairs if v is not None]
+    total = sum(w for w, _ in known)
+    return sum(w * v for w, v in known) / total if total > 0 else None
+
+
 def circumplex_label(valence: float, arousal: float, neutral_radius: float) -> str:
     """The fused label of a point: "neutral" near the centre, else the name of its 45-degree sector."""
     if math.hypot(valence, arousal) < neutral_radius:
@@ -252,7 +259,7 @@ class Fusion:
         age = max(self._now - observation.timestamp, 0.0)
         if age >= cfg.max_age(modality):
             return 0.0, "stale", observation, age
-        if not observation.has_data:
+        if observation.valence is None and observation.arousal is None:
             return 0.0, "no_data", observation, age
         if observation.confidence is None or observation.quality is None:
             return 0.0, "unrated", observation, age
@@ -291,15 +298,17 @@ class Fusion:
                                  "face_binding": self.config.face_binding}
         if total > 0:
             parts = [(w, o) for w, _, o, _ in assessed.values() if w > 0]
-            valence = sum(w * o.valence for w, o in parts) / total
-            arousal = sum(w * o.arousal for w, o in parts) / total
+            # each dimension from the modalities that measure it (voice may give arousal alone)
+            valence = _weighted_mean([(w, o.valence) for w, o in parts])
+            arousal = _weighted_mean([(w, o.arousal) for w, o in parts])
             quality = sum(w * o.quality for w, o in parts) / total
-            spread = math.sqrt(sum(w * ((o.valence - valence) ** 2 + (o.arousal - arousal) ** 2)
-                                   for w, o in parts) / total)
+            squares = [w * sum((value - mean) ** 2 for value, mean in ((o.valence, valence), (o.arousal, arousal))
+                               if value is not None) for w, o in parts]
+            spread = math.sqrt(sum(squares) / total)
             agreement = max(0.0, 1.0 - spread / MAX_SPREAD)
             support = 1.0 - math.prod(1.0 - w for w, _ in parts)  # noisy-or: each w is in [0, 1]
             confidence = min(max(support * agreement, 0.0), 1.0)
-            if confidence >= self.config.min_confidence:
+            if confidence >= self.config.min_confidence and valence is not None and arousal is not None:
                 label = circumplex_label(valence, arousal, self.config.neutral_radius)
             extra.update(support=round(support, 4), agreement=round(agreement, 4))
         return Observation(modality=FUSED, subject=self.config.subject, timestamp=self._now, kind="state",

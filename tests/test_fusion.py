@@ -185,3 +185,15 @@ def test_bad_config_is_one_line_naming_the_key(key, value):
     assert "\n" not in str(error.value)
     with pytest.raises(EdgeError, match="at least one modality"):
         FusionConfig(face_weight=0.0, voice_weight=0.0, eeg_weight=0.0).validate()
+
+
+def test_a_modality_measuring_one_dimension_moves_only_that_one():
+    """Voice's default model names no label on plain speech, so it gives prosodic arousal and no valence."""
+    alone = feed(Fusion(), face(T0, valence=0.6, arousal=0.0))[-1]
+    fused = feed(Fusion(), face(T0, valence=0.6, arousal=0.0), voice(T0, valence=None, arousal=0.9))[-1]
+    assert fused.valence == pytest.approx(alone.valence)  # nothing but the face speaks to valence
+    assert fused.arousal > alone.arousal + 0.2
+    part = contributions(fused)["voice"]
+    assert part["status"] == "contributing" and part["valence"] is None and part["arousal"] == 0.9
+    only_voice = feed(Fusion(), voice(T0, valence=None, arousal=0.9))[-1]
+    assert only_voice.valence is None and only_voice.arousal == pytest.approx(0.9) and only_voice.label is None
