@@ -1,7 +1,8 @@
 """The one event policy: which smoothed observations become events, and what each modality's state is.
 
 For every modality alike (fusion included):
-- a subject's "start" and "end" observations become `track_start` / `track_end` events;
+- a subject's "start" and "end" observations become `track_start` / `track_end` events (an "end" only
+  for a subject that had a "start": a microphone or headband whose input ends is not a track);
 - an `emotion` event when the smoothed label changes, and, where the modality asks for it
   (`interval_s` > 0), at least every `interval_s` seconds of capture time even without a change (EEG: an
   index estimate has no label to change);
@@ -61,6 +62,7 @@ class EventPolicy:
         self.interval_s, self.state_interval_s = interval_s, state_interval_s
         self._latest: dict[str, Observation] = {}
         self._last_event: dict[str, float] = {}
+        self._tracked: set[str] = set()
         self._last_state = -float("inf")
 
     def event(self, observation: Observation, kind: str | None = None) -> Event:
@@ -85,15 +87,18 @@ class EventPolicy:
         membership = False
         if o.kind == "start":
             self._latest[o.subject] = o
+            self._tracked.add(o.subject)
             events.append(self.event(o))
             membership = True
         elif o.kind == "end":
             last = self._latest.pop(o.subject, None)
             self._last_event.pop(o.subject, None)
-            extra = dict(o.extra)
-            if "box" not in extra and last is not None and "box" in last.extra:
-                extra["box"] = last.extra["box"]
-            events.append(self.event(o.with_(extra=extra)))
+            if o.subject in self._tracked:  # a subject that had a start (a face track) gets its end
+                self._tracked.discard(o.subject)
+                extra = dict(o.extra)
+                if "box" not in extra and last is not None and "box" in last.extra:
+                    extra["box"] = last.extra["box"]
+                events.append(self.event(o.with_(extra=extra)))
             membership = True
         else:
             membership = o.subject not in self._latest
@@ -119,4 +124,5 @@ class EventPolicy:
         """The input ended: every subject is gone."""
         self._latest.clear()
         self._last_event.clear()
+        self._tracked.clear()
         return State(self.modality, timestamp, None, 0)

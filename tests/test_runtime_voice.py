@@ -38,23 +38,26 @@ def test_speech_file_gives_voice_events_on_the_shared_topics(broker, voice_model
     stdout, stderr = finish(process)
     assert process.returncode == 0, stderr[-3000:]
     printed = printed_events(stdout)
-    assert printed, stderr[-2000:]
-    assert subscriber.wait_for(lambda m: len([x for x in m if x.topic.endswith("voice/event")]) >= len(printed),
-                               timeout=30)
+    assert subscriber.wait_for(lambda m: len([x for x in m if x.topic.endswith("voice/event")]) >= len(printed)
+                               and any(x.topic.endswith("/health") and "voice" in json.loads(x.payload) for x in m),
+                               timeout=30), stderr[-2000:]
     events = [json.loads(m.payload) for m in subscriber.on(f"{PREFIX}/voice/event")]
     for event in events:
         jsonschema.validate(event, EVENT_JSON_SCHEMA)
-        assert event["modality"] == "voice" and event["label"] in ("calm", "happy", "fearful", "disgust")
-        assert event["model"]["id"].startswith("voice-") or event["model"]["id"]
-        assert event["extra"]["vad"]["speech_fraction"] > 0
+        assert event["modality"] == "voice" and event["kind"] == "emotion"
+        assert event["label"] in ("calm", "happy", "fearful", "disgust", None)  # None: no longer sure of one
+        assert event["model"]["id"].startswith("voice-") and event["extra"]["vad"]["speech_fraction"] > 0
     labels = [e["label"] for e in events]
     assert all(a != b for a, b in zip(labels, labels[1:])), "an event is published when the label changes"
     states = [json.loads(m.payload) for m in subscriber.on(f"{PREFIX}/voice/state")]
-    assert len(states) >= len(events) and states[-1]["label"] in ("calm", "happy", "fearful", "disgust")
+    heard = [s for s in states if s["arousal"] is not None]
+    assert heard, "prosodic arousal once the speaker's baseline has a few windows"
+    # the default 4-class model has no neutral class: on plain speech it names no label, so no valence either
+    assert all(s["label"] is None and s["valence"] is None and s["estimator"] == "prosody" for s in heard)
     assert subscriber.wait_for(lambda m: any("/voice" in x.topic and x.topic.startswith("homeassistant/sensor")
                                              for x in m), timeout=30)
     health = [json.loads(m.payload) for m in subscriber.on(f"{PREFIX}/health")]
-    assert health[-1]["voice"]["classified"] >= len(events)
+    assert health[-1]["voice"]["classified"] >= len(heard) and health[-1]["voice"]["uncertain"] > 0
     subscriber.close()
 
 
