@@ -451,3 +451,16 @@ def test_kiosk_install_writes_the_unit_and_autostart_entries(tmp_path):
         assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
     assert subprocess.run(["bash", str(KIOSK / "install_kiosk.sh"), "--port", "web"], env=env, capture_output=True,
                           text=True).stderr.strip() == "install_kiosk.sh: --port must be a number, not web"
+
+
+def test_make_returns_the_sink_only_when_enabled_and_a_busy_port_is_one_line(dashboard):
+    from edge.config import AppConfig, DeviceConfig
+
+    assert dashboard_module.make(AppConfig({"device": DeviceConfig(id="pi")})) is None  # section not registered
+    assert dashboard_module.make(AppConfig({"dashboard": DashboardConfig()})) is None  # off by default
+    config = AppConfig({"dashboard": DashboardConfig(enabled=True), "device": DeviceConfig(id="pi")})
+    sink = dashboard_module.make(config)
+    assert isinstance(sink, DashboardSink) and sink.state.device_id == "pi" and sink.name == "dashboard"
+    running, _ = dashboard()
+    with pytest.raises(EdgeError, match=f"cannot listen on 127.0.0.1:{running.port} .*set dashboard.port"):
+        DashboardSink(DashboardConfig(enabled=True, port=running.port)).start()
