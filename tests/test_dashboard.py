@@ -143,9 +143,19 @@ def test_state_reports_what_was_published_with_no_data_as_null(dashboard):
     assert summary["modalities"]["eeg"] == {"rate": None, "latency_ms": 8.2, "dropped": None, "source": "connected"}
     assert summary["electrodes"] == [{"name": "TP9", "status": "ok", "score": 0.93},
                                      {"name": "AF7", "status": "noisy", "score": 0.21}]
-    assert summary["calibration"] == [{"name": "eeg baseline", "done": False, "progress": 0.4}]
+    assert summary["calibration"] == [{"name": "eeg baseline", "state": "learning", "detail": "40%"}]
     assert (summary["broker"], summary["spool_depth"], summary["cpu_temp_c"]) == ("connected", 0, None)
     assert ["face.stages.total.p95_ms", 30.1] in snapshot["health"]["rows"]
+
+    # the issue 17 EEG analyzer names its per-electrode quality "electrodes" and reports its calibration
+    bus.publish(HealthReport(time.time(), {"eeg": {"electrodes": {"AF8": {"status": "flat", "score": 0.0}},
+                                                   "warming_up": False, "calibration": {"accuracy": 0.71,
+                                                                                        "chance": 0.5}}}))
+    assert wait_for(lambda: state(sink)["health"]["summary"]["electrodes"] == [
+        {"name": "AF8", "status": "flat", "score": 0.0}])
+    assert state(sink)["health"]["summary"]["calibration"] == [
+        {"name": "eeg", "state": "done", "detail": "accuracy 0.71, chance 0.50"},
+        {"name": "eeg baseline", "state": "done", "detail": None}]
 
     bus.publish(Observation("face", "face-2", time.time(), kind="end"))
     assert wait_for(lambda: state(sink)["presence"] == {"faces": 1, "present": True})

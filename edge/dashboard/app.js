@@ -195,7 +195,7 @@ function renderHealth() {
   }
   const facts = el("dl", { class: "facts" });
   const calibration = summary.calibration === null ? DASH : summary.calibration
-    .map((c) => `${c.name}: ${c.done ? "done" : "learning"}${!c.done && c.progress !== null ? ` ${Math.round(c.progress * 100)}%` : ""}`)
+    .map((c) => `${c.name}: ${c.state}${c.detail ? ` ${c.detail}` : ""}`)
     .join(", ");
   for (const [name, value, key] of [["broker", summary.broker ?? DASH, "broker"],
                                     ["spool depth", summary.spool_depth ?? DASH, "spool"],
