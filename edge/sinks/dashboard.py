@@ -130,9 +130,11 @@ def _contributions(value: Any) -> list[dict[str, Any]] | None:
         return None
     result = []
     for name, weight in items[:MAX_SUBJECTS]:
-        if isinstance(weight, Mapping):
-            weight = weight.get("weight", weight.get("share"))
-        result.append({"name": str(name), "weight": _number(weight)})
+        status = None
+        if isinstance(weight, Mapping):  # edge.fusion: {"weight", "status", "valence", ...} per modality
+            weight, status = weight.get("weight", weight.get("share")), weight.get("status")
+        result.append({"name": str(name), "weight": _number(weight),
+                       "status": status if isinstance(status, str) else None})
     return result
 
 
@@ -141,8 +143,9 @@ def _view(observation: Observation) -> dict[str, Any]:
     view = {
         "subject": observation.subject,
         "label": observation.label,
-        # a classifier that declined to pick a label (below its confidence): not the same as no data
-        "uncertain": observation.label is None and bool(probabilities) and observation.has_data,
+        # a classifier (or the fusion) that declined to pick a label below its confidence: not the same as no data
+        "uncertain": observation.label is None and observation.has_data
+                     and (bool(probabilities) or observation.estimator == "fusion"),
         "valence": _number(observation.valence),
         "arousal": _number(observation.arousal),
         "confidence": _number(observation.confidence),
