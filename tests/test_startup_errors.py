@@ -100,24 +100,33 @@ def voice_config(tmp_path: Path, models: Path, path: Path) -> dict:
                        audio_file={"path": str(path), "realtime": False})
 
 
-def test_audio_missing_wav(voice_models, tmp_path):
-    missing = tmp_path / "nothing.wav"
-    assert_one_clear_line(tmp_path, voice_config(tmp_path, voice_models, missing), str(missing), "audio_file.path")
+def missing_wav(tmp_path: Path) -> Path:
+    return tmp_path / "nothing.wav"
 
 
-def test_audio_file_that_is_not_a_wav(voice_models, tmp_path, demo_video):
+def video_as_wav(tmp_path: Path, video: Path) -> Path:
     fake = tmp_path / "speech.wav"
-    shutil.copy(demo_video, fake)  # a real file of another kind (a video) under a .wav name
-    assert_one_clear_line(tmp_path, voice_config(tmp_path, voice_models, fake), str(fake), "WAV")
+    shutil.copy(video, fake)  # a real file of another kind (a video) under a .wav name
+    return fake
 
 
-def test_audio_wav_with_no_frames(voice_models, tmp_path):
+def empty_wav(tmp_path: Path) -> Path:
     empty = tmp_path / "empty.wav"
     with wave.open(str(empty), "wb") as handle:
         handle.setnchannels(1)
         handle.setsampwidth(2)
         handle.setframerate(16000)
-    assert_one_clear_line(tmp_path, voice_config(tmp_path, voice_models, empty), str(empty), "audio_file.path")
+    return empty
+
+
+AUDIO_CASES = [(missing_wav, "audio_file.path"), (video_as_wav, "WAV"), (empty_wav, "audio_file.path")]
+AUDIO_IDS = ["missing", "not-a-wav", "no-frames"]
+
+
+@pytest.mark.parametrize("make, fix", AUDIO_CASES, ids=AUDIO_IDS)
+def test_audio_file(voice_models, demo_video, tmp_path, make, fix):
+    path = make(tmp_path) if make is not video_as_wav else make(tmp_path, demo_video)
+    assert_one_clear_line(tmp_path, voice_config(tmp_path, voice_models, path), str(path), fix)
 
 
 # -- LSL ------------------------------------------------------------------------------------------------------
