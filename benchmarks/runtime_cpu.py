@@ -423,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help=f"comma-separated subset of {', '.join(SCENARIOS)}")
     parser.add_argument("--before-commit", default=BEFORE_COMMIT)
-    parser.add_argument("--worktree", type=Path, default=Path("/tmp/before"), help="where the before code is checked out")
+    parser.add_argument("--worktree", type=Path, default=Path("/tmp/before"),
+                        help="where the before code is checked out")
     parser.add_argument("--models", type=Path, default=RESULTS / "runtime_cpu_models",
                         help="directory with face/ and voice/ model dirs (built with emotion-export when missing)")
     parser.add_argument("--inputs", type=Path, default=RESULTS / "runtime_cpu_inputs")
