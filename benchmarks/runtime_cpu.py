@@ -304,7 +304,8 @@ def measure(name: str, parts: tuple[str, ...], root: Path, env: dict[str, str], 
                         "percent": round(100 * cpu / wall, 2), "new": tid not in start["threads"]})
     threads.sort(key=lambda t: -t["cpu_s"])
     messages = {k: messages1.get(k, 0) - messages0.get(k, 0) for k in messages1}
-    silent = [m for m in parts if m in MODALITIES and not messages.get(m)]
+    # fusion publishes under <prefix>/<device>/fused/... (issue 17)
+    silent = [m for m in parts if not messages.get("fused" if m == "fusion" else m)]
     return {**result, "status": "ok" if not silent else "suspect",
             "note": f"no MQTT messages from {silent} during the window" if silent else None,
             "wall_s": round(wall, 2), "cpu_s": round(user + system, 2), "user_s": round(user, 2),
