@@ -7,7 +7,7 @@ Measured:
 - cross-validated accuracy of `calibrate` (whole blocks held out) on the calibration session;
 - accuracy of the EEGAnalyzer with that calibration over the second session (windows inside blocks, after
   the 2 s settle), i.e. a session the model never saw;
-- the same two numbers for the control;
+- the same two numbers for the control (its second session has no difference either);
 - CPU: process time of `calibrate_recording` (features + cross-validation + final fit) and the analyzer's
   CPU per 1 s window (thread time), on this machine.
 Numbers are about the simulator's made-up effect sizes; they show the code learns, not how well a real
@@ -84,7 +84,7 @@ def main() -> int:
             row = {"seed": seed}
             for kind, effect in (("real", 1.0), ("control", 0.0)):
                 train = _session(folder, f"{kind}-train-{seed}", seed * 10, effect)
-                other = _session(folder, f"{kind}-other-{seed}", seed * 10 + 1, 1.0)
+                other = _session(folder, f"{kind}-other-{seed}", seed * 10 + 1, effect)
                 started = time.process_time()
                 document = calibrate_recording(load_recording(train), EEGConfig())
                 cpu = time.process_time() - started
