@@ -8,16 +8,19 @@ machine's load hits both): `batch` hands the events due at each tick (every --ti
 pre-built events (about 620 B of JSON each) at the target rate for --seconds; a subscriber in a separate
 process (so its Python work does not compete for this process's GIL) counts unique event ids per run.
 
-Reported per run: offered/s; spooled/s (events the spool stored during the window); delivered/s (unique
-events the subscriber had at the end of the window, per second of window); the backlog (offered but not yet
-delivered) at the end of the window; after a drain of up to --drain-s: still spooled (safe on disk, sent
-later), lost (offered, neither delivered nor still spooled) and duplicates; the producer thread's CPU per event (time.thread_time around the publish calls: what publishing
-costs the thread that calls it) and the whole process's CPU per event (time.process_time: producer, sender
-and paho threads), and its inverse, events per second of process CPU: the rate one free core could carry
-(the GIL serialises the threads). Bar: in batch mode at 5,000 events/s, delivered/s >= 99% of the target,
-the backlog at the end of the window under one second of events, 0 lost, in every round. Wall-clock rates
-mean little when other processes hold the CPUs: the load average is recorded, and `bar.cpu` judges the same
-5,000/s on CPU time (process CPU per event <= 200 us, so one core carries it).
+Reported per run: offered/s; spooled/s (events the spool stored during the window); acked/s (broker PUBACKs
+during the window); delivered/s (unique events the subscriber had at the end of the window, per second of
+window); the backlog (offered, not yet delivered) at the end of the window; after a drain of up to --drain-s:
+still spooled (safe on disk, sent later), lost (offered, neither delivered nor still spooled) and duplicates.
+CPU: the producer thread's per event (time.thread_time around the publish calls: what publishing costs the
+thread that calls it; `serialize_us_per_event` is the part that is `Event.to_json`, timed alone on 2,000 of
+the run's events); the whole process's per event (time.process_time: producer, sender and paho threads) and
+its inverse, events per CPU-second: what one free core could carry (the GIL serialises the threads).
+
+Bar: in batch mode at 5,000 events/s, delivered/s >= 99% of the target, a backlog at the end of the window
+under one second of events, 0 lost, in every round. Wall-clock rates mean little while other processes hold
+the CPUs: the load average is recorded, and `bar.cpu` judges the same 5,000/s on CPU time (process CPU per
+event <= 200 us, so one core carries it).
 
 Usage: python benchmarks/publish_throughput.py [--rates 5000,10000] [--seconds 10] [--rounds 2]
 Writes benchmarks/results/publish_throughput.json and prints a table.
@@ -148,6 +151,11 @@ def run_once(port: int, counter: Counter, workdir: Path, mode: str, rate: int, s
     if not publisher.is_connected():
         raise SystemExit(f"publisher did not connect to the benchmark broker on port {port}")
     events = make_events(device_id, int(rate * seconds) + 1)
+    sample = events[:2000]
+    before = time.thread_time()
+    for event in sample:
+        event.to_json()
+    serialize_us = (time.thread_time() - before) / len(sample) * 1e6
     result: dict = {}
     cpu_before = time.process_time()
     producer = threading.Thread(target=produce, args=(publisher, events, rate, seconds, tick_s, mode == "batch",
@@ -188,6 +196,7 @@ def run_once(port: int, counter: Counter, workdir: Path, mode: str, rate: int, s
         "spool_dropped": final_stats["spool_dropped"],
         "drain_s": round(final["last"] - result["end"], 2) if final.get("last") else None,
         "producer_cpu_us_per_event": round(result["producer_cpu_s"] / offered * 1e6, 1),
+        "serialize_us_per_event": round(serialize_us, 1),
         "process_cpu_us_per_event": round(cpu_process / offered * 1e6, 1),
         "events_per_cpu_s": round(offered / cpu_process) if cpu_process else None,
         "max_inflight": config.max_inflight,
@@ -260,7 +269,8 @@ def main() -> None:
                ("spooled/s", "spooled_per_s"), ("acked/s", "acked_per_s"), ("delivered/s", "delivered_per_s"),
                ("backlog", "backlog_at_end"),
                ("spooled after", "still_spooled"), ("lost", "lost"), ("dup", "duplicates"), ("drain s", "drain_s"),
-               ("producer us/ev", "producer_cpu_us_per_event"), ("process us/ev", "process_cpu_us_per_event"),
+               ("producer us/ev", "producer_cpu_us_per_event"), ("of it to_json", "serialize_us_per_event"),
+               ("process us/ev", "process_cpu_us_per_event"),
                ("ev/cpu-s", "events_per_cpu_s")]
     print()
     print(" | ".join(title for title, _ in columns))

@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Sequence
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape
 
 FONT = "sans-serif"
 # Cell shade: white at 0% of the row, this blue at 100%.
@@ -64,7 +64,8 @@ def confusion_matrix_svg(matrix: Sequence[Sequence[int]], labels: Sequence[str],
                   extra=f' class="axis-label" transform="rotate(-90 14 {top + n * cell / 2:.1f})"')]
     for j, label in enumerate(labels):
         x, y = left + (j + 0.5) * cell, top - 8
-        body.append(_text(x, y, label, anchor="start", extra=f' class="col-label" transform="rotate(-35 {x:.1f} {y:.1f})"'))
+        body.append(_text(x, y, label, anchor="start",
+                          extra=f' class="col-label" transform="rotate(-35 {x:.1f} {y:.1f})"'))
     for i, (label, row) in enumerate(zip(labels, rows)):
         total = sum(row)
         y = top + i * cell

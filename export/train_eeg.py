@@ -6,6 +6,8 @@ Train and test are split by GROUP (whole trials, or whole subjects when there ar
 so no trial has windows on both sides; the accuracy reported is on trials the model never saw.
 The trained model goes through `export_classifier` (TFLite fp32/fp16/int8, ONNX fp32/int8) with
 training windows as calibration and held-out windows as validation.
+Beside the JSON report it writes `confusion.svg` (held-out windows) and `learning_curve.svg`
+(training and held-out accuracy per epoch).
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import numpy as np
 from edge.affect import CIRCUMPLEX
 from edge.eeg.config import EEGConfig
 from edge.errors import EdgeError
+from edge.reportplots import write_training_plots
 
 from . import eeg, eeg_data
 from .bundle import export_classifier, staged_directory, write_json
 from .errors import ExportError
 from .evaluation import evaluate, format_evaluation
+from .train_voice import learning_curves, per_epoch
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +192,9 @@ def train_eeg(data: Path, out_dir: Path, config: TrainEEGConfig | None = None) -
     model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     counts = np.bincount(y_train, minlength=len(labels))
     weights = {i: float(len(y_train) / (len(labels) * c)) for i, c in enumerate(counts) if c}
+    # The held-out windows are scored after each epoch for the learning curve only: nothing is selected on them.
     history = model.fit(x_train, y_train, epochs=epochs, batch_size=config.batch_size, shuffle=True,
-                        class_weight=weights, verbose=0)
+                        class_weight=weights, validation_data=(x_test, y_test), verbose=0)
 
     probs = model.predict(x_test, batch_size=256, verbose=0)
     test_trials = np.asarray(trials)[test]
@@ -222,7 +227,10 @@ def train_eeg(data: Path, out_dir: Path, config: TrainEEGConfig | None = None) -
         report = {"modality": "eeg", "data": description, "artifacts": rows, "bars": eeg_bars(rows),
                   "evaluation": evaluation, "split": split, "model": config.model, "labels": labels,
                   "training": {"final_loss": round(float(history.history["loss"][-1]), 4),
-                               "final_accuracy": round(float(history.history["accuracy"][-1]), 4)}}
+                               "final_accuracy": round(float(history.history["accuracy"][-1]), 4),
+                               "per_epoch": per_epoch(history)}}
         write_json(stage / "parity.json", report)
+        write_training_plots(stage, evaluation["windows"]["confusion_matrix"], learning_curves(report["training"]),
+                             f"train-eeg ({config.model})")
         write_json(stage / "evaluation.json", {"split": split, **{k: v for k, v in evaluation.items() if k != "text"}})
     return report

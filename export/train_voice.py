@@ -7,6 +7,8 @@ never heard. Each recording is cut into the device's overlapping windows and eac
 a log-mel image (`edge.voice.logmel`, numpy alone, so the device computes the same input). The
 network is a few conv blocks with batch norm, global average pooling and softmax, in the spirit
 of spectrogram CNN/ResNet speech-emotion models, kept small enough for a Raspberry Pi.
+Beside the JSON report it writes `confusion.svg` (held-out windows) and `learning_curve.svg`
+(training and held-out accuracy per epoch).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from edge.affect import CIRCUMPLEX
+from edge.reportplots import write_training_plots
 from edge.voice.logmel import LogMelConfig, log_mel
 from edge.voice.resample import resample
 
@@ -194,6 +197,21 @@ def build_model(input_shape: tuple[int, ...], classes: int, config: TrainVoiceCo
     return keras.Model(inputs, outputs, name="voice_logmel_cnn")
 
 
+def per_epoch(history) -> dict[str, list[float]]:
+    """Training and held-out accuracy and loss after each epoch, rounded for the report."""
+    names = {"accuracy": "train_accuracy", "val_accuracy": "held_out_accuracy", "loss": "train_loss",
+             "val_loss": "held_out_loss"}
+    return {name: [round(float(v), 4) for v in history.history[key]] for key, name in names.items()}
+
+
+def learning_curves(training: dict[str, Any]) -> dict[str, list[tuple[float, float]]]:
+    """Accuracy per epoch for `learning_curve.svg`. Training accuracy is Keras' running mean over each epoch
+    with dropout on, so it reads lower than the model's accuracy at the epoch's end."""
+    epochs = training["per_epoch"]
+    return {"train (running, dropout on)": list(enumerate(epochs["train_accuracy"], start=1)),
+            "held-out": list(enumerate(epochs["held_out_accuracy"], start=1))}
+
+
 def train_voice(data: Path, out_dir: Path, config: TrainVoiceConfig | None = None) -> dict[str, Any]:
     """Train on `data`, evaluate on held-out speakers, export into `out_dir`; return the report."""
     from .convert import quiet_tensorflow
@@ -229,8 +247,9 @@ def train_voice(data: Path, out_dir: Path, config: TrainVoiceConfig | None = Non
         raise ExportError(f"the training speakers have no recordings of {[labels[i] for i in np.flatnonzero(counts == 0)]};"
                           " record every class with several speakers")
     weights = {i: float(len(y_train) / (len(labels) * c)) for i, c in enumerate(counts)}
+    # The held-out windows are scored after each epoch for the learning curve only: nothing is selected on them.
     history = model.fit(x_train, y_train, epochs=config.epochs, batch_size=config.batch_size, shuffle=True,
-                        class_weight=weights, verbose=0)
+                        class_weight=weights, validation_data=(x_test, y_test), verbose=0)
     probs = model.predict(x_test, batch_size=64, verbose=0)
     clip_probs = np.stack([probs[owners == i].mean(0) for i in range(len(test))])
     clip_targets = np.asarray([labels.index(r.label) for r in test])
@@ -264,7 +283,10 @@ def train_voice(data: Path, out_dir: Path, config: TrainVoiceConfig | None = Non
         report = {"modality": "voice", "data": description, "artifacts": rows, "bars": check_bars(rows),
                   "evaluation": evaluation, "split": split,
                   "training": {"final_loss": round(float(history.history["loss"][-1]), 4),
-                               "final_accuracy": round(float(history.history["accuracy"][-1]), 4)}}
+                               "final_accuracy": round(float(history.history["accuracy"][-1]), 4),
+                               "per_epoch": per_epoch(history)}}
         write_json(stage / "parity.json", report)
+        write_training_plots(stage, evaluation["windows"]["confusion_matrix"], learning_curves(report["training"]),
+                             "train-voice")
         write_json(stage / "evaluation.json", {"split": split, **{k: v for k, v in evaluation.items() if k != "text"}})
     return report

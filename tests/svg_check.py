@@ -41,7 +41,7 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def render(svg: Path, png: Path) -> "Image":  # noqa: F821
+def render(svg: Path, png: Path):
     """A real headless Chromium screenshot of the file, as an RGB PIL image."""
     from PIL import Image
 
@@ -60,7 +60,8 @@ def has_colour(image, rgb: tuple[int, int, int], tolerance: int = 12, at_least: 
     r0, g0, b0 = rgb
     raw = image.tobytes()
     hits = sum(1 for k in range(0, len(raw), 3)
-               if abs(raw[k] - r0) <= tolerance and abs(raw[k + 1] - g0) <= tolerance and abs(raw[k + 2] - b0) <= tolerance)
+               if abs(raw[k] - r0) <= tolerance and abs(raw[k + 1] - g0) <= tolerance
+               and abs(raw[k + 2] - b0) <= tolerance)
     return hits >= at_least
 
 

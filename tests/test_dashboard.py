@@ -17,6 +17,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ import pytest
 from edge.bus import Bus, HealthReport
 from edge.errors import EdgeError
 from edge.events import Event, utc_timestamp
+from edge.fusion import Fusion
 from edge.observation import Observation
 from edge.sinks import dashboard as dashboard_module
 from edge.sinks.dashboard import DashboardConfig, DashboardSink
@@ -93,30 +95,39 @@ HEALTH = {  # the keys today's runtime and MQTT publisher report (edge/runtime.p
 }
 
 
-def publish_scene(bus: Bus) -> list[Event]:
+def publish_scene(bus: Bus) -> tuple[list[Event], list[Observation]]:
     """Two faces (one with no emotion yet), an uncertain voice, an EEG window with no data, a fused mood."""
     now = time.time()
-    bus.publish(Observation("face", "face-1", now, kind="start"))
-    bus.publish(Observation("face", "face-2", now, kind="start"))
-    bus.publish(Observation("face", "face-1", now, label="happy", probabilities={"happy": 0.8}, valence=0.52,
-                            arousal=0.31, confidence=0.8, quality=0.9))
-    bus.publish(Observation("face", "face-2", now))
-    bus.publish(Observation("voice", "room", now, label=None, probabilities={"sad": 0.4, "neutral": 0.35},
-                            valence=-0.2, arousal=0.1, confidence=0.4, quality=0.7))
-    bus.publish(Observation("eeg", "wearer", now, estimator="index", quality=0.2))
-    bus.publish(Observation("fused", "room", now, label="happy", valence=0.41, arousal=0.22, confidence=0.66,
+    observations = [
+        Observation("face", "face-1", now, kind="start"),
+        Observation("face", "face-2", now, kind="start"),
+        Observation("face", "face-1", now, label="happy", probabilities={"happy": 0.8}, valence=0.52, arousal=0.31,
+                    confidence=0.8, quality=0.9),
+        Observation("face", "face-2", now),
+        Observation("voice", "room", now, label=None, probabilities={"sad": 0.4, "neutral": 0.35}, valence=-0.2,
+                    arousal=0.1, confidence=0.4, quality=0.7),
+        Observation("eeg", "wearer", now, estimator="index", quality=0.2),
+    ]
+    for observation in observations:
+        bus.publish(observation)
+    bus.publish(Observation("fused", "wearer", now, label="happy", valence=0.41, arousal=0.22, confidence=0.66,
                             estimator="fusion", extra={"contributions": {"face": 0.7, "voice": 0.3}}))
     events = [make_event("face", "face-1", "happy", 0.52, 0.31), make_event("voice", "room", "sad", -0.2, 0.1)]
     for event in events:
         bus.publish(event)
     bus.publish(HealthReport(now, HEALTH))
-    return events
+    return events, observations
+
+
+def fixed(value: float | None) -> str:
+    """JavaScript's value.toFixed(2) (an exact tie rounds away from zero), or the page's "—" for None."""
+    return "—" if value is None else str(Decimal(value).quantize(Decimal("0.01"), ROUND_HALF_UP))
 
 
 def test_state_reports_what_was_published_with_no_data_as_null(dashboard):
     sink, bus = dashboard()
     assert state(sink)["presence"] == {"faces": None, "present": None}  # no face modality yet: unknown, not 0
-    events = publish_scene(bus)
+    events, _ = publish_scene(bus)
     assert wait_for(lambda: state(sink)["health"] is not None)
     snapshot = state(sink)
     face = snapshot["modalities"]["face"]["subjects"]
@@ -132,7 +143,8 @@ def test_state_reports_what_was_published_with_no_data_as_null(dashboard):
     eeg = snapshot["modalities"]["eeg"]["subjects"][0]
     assert (eeg["valence"], eeg["arousal"], eeg["confidence"], eeg["uncertain"]) == (None, None, None, False)
     fused = snapshot["modalities"]["fused"]["subjects"][0]
-    assert fused["contributions"] == [{"name": "face", "weight": 0.7}, {"name": "voice", "weight": 0.3}]
+    assert fused["contributions"] == [{"name": "face", "weight": 0.7, "status": None},
+                                      {"name": "voice", "weight": 0.3, "status": None}]
     eeg, face = snapshot["timeline"]["eeg"], snapshot["timeline"]["face"]
     assert (eeg["valence"][-1], eeg["arousal"][-1]) == (None, None)  # a gap in the plot, not a line at 0
     assert (face["valence"][-1], face["arousal"][-1]) == (0.52, 0.31)  # face-2 has no data: the mean is face-1's
@@ -143,9 +155,19 @@ def test_state_reports_what_was_published_with_no_data_as_null(dashboard):
     assert summary["modalities"]["eeg"] == {"rate": None, "latency_ms": 8.2, "dropped": None, "source": "connected"}
     assert summary["electrodes"] == [{"name": "TP9", "status": "ok", "score": 0.93},
                                      {"name": "AF7", "status": "noisy", "score": 0.21}]
-    assert summary["calibration"] == [{"name": "eeg baseline", "done": False, "progress": 0.4}]
+    assert summary["calibration"] == [{"name": "eeg baseline", "state": "learning", "detail": "40%"}]
     assert (summary["broker"], summary["spool_depth"], summary["cpu_temp_c"]) == ("connected", 0, None)
     assert ["face.stages.total.p95_ms", 30.1] in snapshot["health"]["rows"]
+
+    # the issue 17 EEG analyzer names its per-electrode quality "electrodes" and reports its calibration
+    bus.publish(HealthReport(time.time(), {"eeg": {"electrodes": {"AF8": {"status": "flat", "score": 0.0}},
+                                                   "warming_up": False, "calibration": {"accuracy": 0.71,
+                                                                                        "chance": 0.5}}}))
+    assert wait_for(lambda: state(sink)["health"]["summary"]["electrodes"] == [
+        {"name": "AF8", "status": "flat", "score": 0.0}])
+    assert state(sink)["health"]["summary"]["calibration"] == [
+        {"name": "eeg", "state": "done", "detail": "accuracy 0.71, chance 0.50"},
+        {"name": "eeg baseline", "state": "done", "detail": None}]
 
     bus.publish(Observation("face", "face-2", time.time(), kind="end"))
     assert wait_for(lambda: state(sink)["presence"] == {"faces": 1, "present": True})
@@ -268,12 +290,23 @@ def test_page_in_chromium_shows_the_published_values(dashboard, tmp_path):
             bus.publish(Observation("face", "face-1", t, label="neutral", valence=face[0], arousal=face[1],
                                     confidence=0.7))
             bus.publish(Observation("voice", "room", t, label="neutral", valence=voice[0], arousal=voice[1]))
-            bus.publish(Observation("fused", "room", t, label="neutral", valence=(face[0] + voice[0]) / 2,
+            bus.publish(Observation("fused", "wearer", t, label="neutral", valence=(face[0] + voice[0]) / 2,
                                     arousal=(face[1] + voice[1]) / 2, estimator="fusion",
                                     extra={"contributions": {"face": 0.6, "voice": 0.4}}))
             time.sleep(0.1)
-        events = publish_scene(bus)
+        events, observations = publish_scene(bus)
+        fusion = Fusion()  # the real late fusion of these observations replaces the scene's hand-made fused one
+        fused = [output for observation in observations for output in fusion.update(observation)][-1]
+        bus.publish(fused)
+        contributions = fused.extra["contributions"]
+        weights = " · ".join(f"{name} {fixed(c['weight'])}" for name, c in contributions.items() if c["weight"] > 0)
+        idle = ", ".join(f"{name} {c['status'].replace('_', ' ')}" for name, c in contributions.items()
+                         if c["status"] in ("stale", "zero_weight"))
+        expected = f"from {weights or '—'}" + (f" ({idle})" if idle else "")
+        assert expected != "from face 0.70 · voice 0.30"  # tells the real fused state from the scene's hand-made one
         page.wait_for("document.querySelector('[data-modality=face] [data-field=label]').textContent === 'happy'")
+        page.wait_for(f"document.querySelector('[data-modality=fused] [data-field=contributions]').textContent"
+                      f" === {json.dumps(expected)}")
         page.wait_for("document.querySelectorAll('#events tbody tr').length === 2")
         cards = dom_cards(page)
         assert cards["face"] == {"subject": "face-1", "label": "happy", "valence": "0.52", "arousal": "0.31",
@@ -282,13 +315,18 @@ def test_page_in_chromium_shows_the_published_values(dashboard, tmp_path):
         assert {k: cards["eeg"][k] for k in ("label", "valence", "arousal", "confidence")} == dict.fromkeys(
             ("label", "valence", "arousal", "confidence"), "—")
         assert cards["eeg"]["quality"] == "0.20"
-        assert cards["fused"]["label"] == "happy" and cards["fused"]["contributions"] == "from face 0.70 · voice 0.30"
+        assert cards["fused"] == {
+            "subject": fused.subject, "label": fused.label or "uncertain", "valence": fixed(fused.valence),
+            "arousal": fixed(fused.arousal), "confidence": fixed(fused.confidence), "quality": fixed(fused.quality),
+            "contributions": expected, "age": cards["fused"]["age"]}
+        assert "face" in weights and "voice" in weights and "eeg" not in weights  # EEG had no data to give
         assert page.evaluate("document.querySelector('#faces').textContent") == "2"
         assert page.evaluate("document.querySelector('[data-modality=face] li[data-subject=face-2]').textContent") \
             == "face-2: — v — a —"
         dots = page.evaluate("[...document.querySelectorAll('#circumplex circle.dot')].map("
                              "d => [d.dataset.modality, +d.getAttribute('cx'), -d.getAttribute('cy')])")
-        assert sorted(dots) == [["face", 0.52, 0.31], ["fused", 0.41, 0.22], ["voice", -0.2, 0.1]]  # no EEG point
+        assert sorted(dots) == [["face", 0.52, 0.31], ["fused", round(fused.valence, 3), round(fused.arousal, 3)],
+                                ["voice", -0.2, 0.1]]  # no EEG point
         lines = page.evaluate("Object.fromEntries(['valence', 'arousal'].map(k => [k, [...document.querySelectorAll("
                               "`#timeline-${k} polyline`)].map(p => [p.dataset.modality, p.points.numberOfItems])]))")
         for plot in lines.values():
@@ -451,3 +489,16 @@ def test_kiosk_install_writes_the_unit_and_autostart_entries(tmp_path):
         assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
     assert subprocess.run(["bash", str(KIOSK / "install_kiosk.sh"), "--port", "web"], env=env, capture_output=True,
                           text=True).stderr.strip() == "install_kiosk.sh: --port must be a number, not web"
+
+
+def test_make_returns_the_sink_only_when_enabled_and_a_busy_port_is_one_line(dashboard):
+    from edge.config import AppConfig, DeviceConfig
+
+    assert dashboard_module.make(AppConfig({"device": DeviceConfig(id="pi")})) is None  # section not registered
+    assert dashboard_module.make(AppConfig({"dashboard": DashboardConfig()})) is None  # off by default
+    config = AppConfig({"dashboard": DashboardConfig(enabled=True), "device": DeviceConfig(id="pi")})
+    sink = dashboard_module.make(config)
+    assert isinstance(sink, DashboardSink) and sink.state.device_id == "pi" and sink.name == "dashboard"
+    running, _ = dashboard()
+    with pytest.raises(EdgeError, match=f"cannot listen on 127.0.0.1:{running.port} .*set dashboard.port"):
+        DashboardSink(DashboardConfig(enabled=True, port=running.port)).start()

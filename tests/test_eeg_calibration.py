@@ -21,16 +21,19 @@ import pytest
 from edge.eeg.analyzer import INDEX_CONFIDENCE, EEGAnalyzer
 from edge.eeg.calibration import (
     CONFUSION_SVG,
+    Block,
     block_order,
+    calibrate_recording,
     default_path,
     guided_recording,
     marker_blocks,
+    save_calibration,
 )
 from edge.eeg.config import EEGConfig
 from edge.eeg.recorder import load_recording
 from edge.eeg.simulator import SimulatorConfig, condition_segments, run_simulator, simulate_session
 from edge.errors import EdgeError
-from edge.sources.lsl import LSLSourceConfig
+from edge.sources.lsl import LSLSource, LSLSourceConfig
 
 from .conftest import ROOT
 from .runtime_helpers import toml_text
@@ -60,7 +63,7 @@ def _session(folder, name, seed, effect, rounds=3):
 def sessions(tmp_path_factory):
     folder = tmp_path_factory.mktemp("calibration_sessions")
     return {"train": _session(folder, "train", 1, 1.0), "held_out": _session(folder, "held_out", 2, 1.0),
-            "control": _session(folder, "control", 4, 0.0)}
+            "control": _session(folder, "control", 4, 0.0), "control_held_out": _session(folder, "control2", 5, 0.0)}
 
 
 def _calibrate(tmp_path, recording, *extra):
@@ -154,10 +157,10 @@ def test_without_a_class_difference_calibration_stays_at_chance_and_is_not_insta
     evaluation = json.loads(default_path(data).read_text())["evaluation"]
     print(f"\ncontrol cross-validated: {evaluation['accuracy']:.3f} (chance {evaluation['chance']:.3f})")
     assert evaluation["accuracy"] <= 0.5
-    recording = load_recording(sessions["held_out"])
+    recording = load_recording(sessions["control_held_out"])
     analyzer, offset = _analyzer(recording, data)
     accuracy, windows = _held_out_accuracy(_observe(analyzer, recording), recording, offset, analyzer.window_s)
-    print(f"control model on the held-out session: {accuracy:.3f} over {windows} windows")
+    print(f"control model on another control session: {accuracy:.3f} over {windows} windows")
     assert accuracy <= 0.5
     # a model near chance is not trusted: its skill scales confidence down
     assert analyzer.calibration.skill < 0.25
@@ -212,3 +215,62 @@ def test_guided_session_over_lsl_records_the_announced_blocks_with_their_markers
     assert recording.timestamps[0] < blocks[0].start and blocks[-1].end <= recording.timestamps[-1] + 0.1
     assert sum("think of something pleasant" in line for line in announced) == 2
     assert sum(line.startswith("rest") for line in announced) == 3
+
+
+def test_analyzer_over_lsl_classifies_a_simulated_wearer_whose_markers_arrive_on_their_own_stream(sessions, tmp_path):
+    data = tmp_path / "data"
+    save_calibration(default_path(data), calibrate_recording(load_recording(sessions["train"]), EEGConfig()))
+    sid = f"test-{uuid.uuid4().hex[:10]}"
+    order = ["positive", "negative", "neutral"]
+    segments = condition_segments(order, 20.0, 0.0)
+    sent = -(-round(60.0 * 256) // 12) * 12
+    stop = threading.Event()
+    # 10x real time; the sender waits for both inlets and stays open until everything was read.
+    sim = threading.Thread(target=run_simulator, daemon=True, kwargs={"config": SimulatorConfig(
+        source_id=sid, name=sid, speed=10.0, markers=True, wait_for_consumer_s=15.0, blinks_per_min=0, seed=8,
+        linger_s=60.0), "stop": stop, "segments": segments})
+    sim.start()
+    source = LSLSource(LSLSourceConfig(source_id=sid, resolve_timeout_s=1.0, backoff_max_s=0.5, buffer_s=120,
+                                       queue_chunks=10_000))
+    source.start()
+    streams = pylsl.resolve_byprop("name", f"{sid}-markers", 1, 10.0)
+    assert streams, "the simulator's marker stream was not found"
+    markers_inlet = pylsl.StreamInlet(streams[0], processing_flags=pylsl.proc_clocksync)
+    markers_inlet.open_stream(5.0)
+
+    class App:
+        eeg = EEGConfig()
+
+        class device:
+            data_path, cache_path = data, tmp_path / "cache"
+
+    analyzer = EEGAnalyzer.from_config(App, source)
+    observations, markers = [], []
+    try:
+        deadline = time.monotonic() + 60
+        while source.stats()["samples"] < sent and time.monotonic() < deadline:
+            chunk = source.read(timeout=0.3)
+            if chunk is not None:
+                observations += analyzer.process(chunk)
+            samples, stamps = markers_inlet.pull_chunk(timeout=0.0)
+            markers += [(float(t), s[0]) for s, t in zip(samples, stamps)]
+        while (chunk := source.read(timeout=0.5)) is not None:
+            observations += analyzer.process(chunk)
+        time.sleep(0.3)
+        samples, stamps = markers_inlet.pull_chunk(timeout=1.0)
+        markers += [(float(t), s[0]) for s, t in zip(samples, stamps)]
+    finally:
+        stop.set()
+        source.stop()
+        sim.join(10)
+    assert [m for _, m in markers] == [f"label:{c}" for c in order] + ["end"]
+    assert np.allclose(np.diff([t for t, _ in markers]), 20.0, atol=0.05)  # stamped in signal time
+    assert analyzer.estimator == "calibrated" and len(observations) >= 110
+    assert all(o.timestamp > 1e9 for o in observations)  # LSL times converted to Unix seconds at the source
+    blocks = [Block(float(source.to_unix(t)), float(source.to_unix(markers[k + 1][0])), m[len("label:"):], 0)
+              for k, (t, m) in enumerate(markers[:-1])]
+    scored = [(o.label, b.label) for o in observations for b in blocks
+              if b.start + SETTLE_S <= o.timestamp - analyzer.window_s and o.timestamp < b.end]
+    accuracy = np.mean([a == b for a, b in scored])
+    print(f"\nover LSL: {accuracy:.3f} of {len(scored)} windows inside blocks")
+    assert len(scored) >= 90 and accuracy >= 0.75  # chance is 1/3

@@ -27,7 +27,10 @@ def voice_config(tmp_path, port, models, audio) -> dict:
     }
 
 
-def test_speech_file_gives_voice_events_on_the_shared_topics(broker, voice_models, tmp_path):
+def test_speech_file_is_analysed_but_never_labelled_by_the_4_class_model(broker, voice_models, tmp_path):
+    """Plain speech through the runtime: every speech window is classified, none is given one of the
+    4-class model's labels (its calibrated voice.label_threshold is 1.0, docs/voice.md), so no voice
+    event carries "disgust" for synthetic speech; Home Assistant still gets the voice entities."""
     clips = [speak(tmp_path / f"{i}.wav", SENTENCES[i], voice, wpm)[0]
              for i, (voice, wpm) in enumerate([("en-us", 140), ("en+f3", 180), ("en-us+m3", 120)])]
     gap = np.zeros(int(22050 * 1.5), np.float32)
@@ -37,27 +40,19 @@ def test_speech_file_gives_voice_events_on_the_shared_topics(broker, voice_model
     process = start_runtime(tmp_path, voice_config(tmp_path, broker.port, voice_models, audio))
     stdout, stderr = finish(process)
     assert process.returncode == 0, stderr[-3000:]
-    printed = printed_events(stdout)
-    assert subscriber.wait_for(lambda m: len([x for x in m if x.topic.endswith("voice/event")]) >= len(printed)
-                               and any(x.topic.endswith("/health") and "voice" in json.loads(x.payload) for x in m),
-                               timeout=30), stderr[-2000:]
-    events = [json.loads(m.payload) for m in subscriber.on(f"{PREFIX}/voice/event")]
-    for event in events:
+    assert subscriber.wait_for(lambda m: any(x.topic.endswith("/health") for x in m), timeout=30)
+    health = json.loads(subscriber.on(f"{PREFIX}/health")[-1].payload)["voice"]
+    assert health["classified"] >= 5 and health["labelled"] == 0 and health["uncertain"] == health["classified"]
+    for event in [json.loads(m.payload) for m in subscriber.on(f"{PREFIX}/voice/event")]:
         jsonschema.validate(event, EVENT_JSON_SCHEMA)
-        assert event["modality"] == "voice" and event["kind"] == "emotion"
-        assert event["label"] in ("calm", "happy", "fearful", "disgust", None)  # None: no longer sure of one
-        assert event["model"]["id"].startswith("voice-") and event["extra"]["vad"]["speech_fraction"] > 0
-    labels = [e["label"] for e in events]
-    assert all(a != b for a, b in zip(labels, labels[1:])), "an event is published when the label changes"
+        assert event["modality"] == "voice" and event["label"] is None
+    assert all(event.get("label") is None for event in printed_events(stdout) if event.get("modality") == "voice")
     states = [json.loads(m.payload) for m in subscriber.on(f"{PREFIX}/voice/state")]
     heard = [s for s in states if s["arousal"] is not None]
     assert heard, "prosodic arousal once the speaker's baseline has a few windows"
-    # the default 4-class model has no neutral class: on plain speech it names no label, so no valence either
     assert all(s["label"] is None and s["valence"] is None and s["estimator"] == "prosody" for s in heard)
     assert subscriber.wait_for(lambda m: any("/voice" in x.topic and x.topic.startswith("homeassistant/sensor")
                                              for x in m), timeout=30)
-    health = [json.loads(m.payload) for m in subscriber.on(f"{PREFIX}/health")]
-    assert health[-1]["voice"]["classified"] >= len(heard) and health[-1]["voice"]["uncertain"] > 0
     subscriber.close()
 
 

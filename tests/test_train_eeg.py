@@ -31,11 +31,13 @@ from edge.eeg.simulator import (
     run_simulator,
 )
 from edge.errors import EdgeError
+from edge.reportplots import SERIES_COLOURS
 from edge.sources.lsl import LSLSourceConfig
 from export import eeg_data
 from export.errors import ExportError
 from export.train_eeg import TrainEEGConfig, group_split, train_eeg
 from tests.recorder_helpers import wait_meta
+from tests.svg_check import assert_renders, by_class, matrix_counts, parse_svg
 
 FS = 256.0
 # Classes that really differ: frontal alpha asymmetry (ln AF8/AF7 alpha) and beta RMS (uV).
@@ -199,6 +201,16 @@ def test_train_export_and_run_on_device(sessions, tmp_path, model):
     assert sum(map(sum, windows["confusion_matrix"]["counts"])) == split["test_windows"]
     saved = json.loads((out / "parity.json").read_text())
     assert saved["evaluation"]["windows"]["confusion_matrix"] == windows["confusion_matrix"]
+    # the report's pictures: the held-out counts, and train + held-out accuracy for every epoch; a browser draws them
+    confusion = parse_svg(out / "confusion.svg")
+    assert matrix_counts(confusion) == windows["confusion_matrix"]["counts"]
+    lines = by_class(parse_svg(out / "learning_curve.svg"), "polyline", "series")
+    epochs = 30 if model == "tsception" else 80
+    assert [len(line.get("points").split()) for line in lines] == [epochs, epochs]
+    assert len(saved["training"]["per_epoch"]["held_out_accuracy"]) == epochs
+    assert_renders(out / "confusion.svg", tmp_path / "confusion.png",
+                   [by_class(confusion, "rect", "cell")[0].get("fill")])
+    assert_renders(out / "learning_curve.svg", tmp_path / "curve.png", list(SERIES_COLOURS[:2]))
     # every artifact with its manifest; parity bars measured on held-out windows
     stem = "eeg_tsception" if model == "tsception" else "eeg_de"
     for name in ("fp32.tflite", "fp16.tflite", "int8.tflite", "fp32.onnx", "int8.onnx"):

@@ -67,6 +67,27 @@ def test_held_out_speakers_far_above_chance(trained):
     assert np.trace(counts) / counts.sum() == pytest.approx(evaluation["windows"]["accuracy"], abs=1e-4)
 
 
+def test_report_plots_beside_the_json(trained, tmp_path):
+    """confusion.svg shows the held-out counts of evaluation.json; learning_curve.svg has train and held-out
+    accuracy for each of the 20 epochs; a real browser draws both."""
+    from edge.reportplots import SERIES_COLOURS
+    from tests.svg_check import assert_renders, by_class, matrix_counts, parse_svg
+
+    _, out = trained
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    confusion = parse_svg(out / "confusion.svg")
+    assert matrix_counts(confusion) == evaluation["windows"]["confusion_matrix"]["counts"]
+    assert [e.text for e in by_class(confusion, "text", "row-label")] == ["calm", "fearful", "happy"]
+    curve = parse_svg(out / "learning_curve.svg")
+    lines = by_class(curve, "polyline", "series")
+    assert [len(line.get("points").split()) for line in lines] == [20, 20]
+    per_epoch = json.loads((out / "parity.json").read_text())["training"]["per_epoch"]
+    assert len(per_epoch["held_out_accuracy"]) == 20 and per_epoch["held_out_accuracy"][-1] >= 0.5
+    fills = [e.get("fill") for e in by_class(confusion, "rect", "cell")]
+    assert_renders(out / "confusion.svg", tmp_path / "confusion.png", [fills[0]])
+    assert_renders(out / "learning_curve.svg", tmp_path / "curve.png", list(SERIES_COLOURS[:2]))
+
+
 def test_speaker_split_has_no_overlap(trained):
     _, out = trained
     split = json.loads((out / "evaluation.json").read_text())["split"]

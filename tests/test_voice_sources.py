@@ -195,3 +195,15 @@ def test_missing_portaudio_library_is_one_line_naming_the_fix(tmp_path):
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("EDGE "), (result.stdout, result.stderr[-2000:])
     assert "PortAudio library" in lines[0] and "apt-get install libportaudio2" in lines[0]
+
+
+def test_realtime_file_reads_one_hop_per_step_even_when_nobody_reads():
+    """The file thread sleeps until the next window on the hop grid is complete, whatever the reader does."""
+    from edge.sources.audio import AudioRing
+
+    ring = AudioRing(RATE, window_s=2.5, hop_s=1.0, buffer_s=10.0, name="grid")
+    assert ring.missing() == 40000
+    ring.write(np.zeros(40000, np.float32), 0.0)
+    assert ring.missing() == RATE
+    ring.write(np.zeros(RATE * 3 + 100, np.float32), 2.5)  # three more windows, none read
+    assert ring.missing() == RATE - 100

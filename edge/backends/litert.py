@@ -36,7 +36,9 @@ class LiteRTBackend(Backend):
             self.interpreter = self._interpreter_class(model_path=str(manifest.artifact_path), num_threads=self.threads)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise EdgeError(f"LiteRT cannot load {manifest.artifact_path}: {exc}") from None
+            raise EdgeError(f"LiteRT cannot load {manifest.artifact_path} ({' '.join(str(exc).split())}): the file is "
+                            "not a working TFLite model; re-run emotion-export and copy its model directory "
+                            "here again") from None
         details = {d["name"]: d for d in self.interpreter.get_output_details()}
         ordered = [details.get(spec.name) for spec in manifest.outputs]
         self._outputs = ordered if ordered and all(ordered) else list(details.values())

@@ -97,7 +97,9 @@ class OnnxRuntimeBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(manifest.artifact_path), options, providers=wanted)
         except Exception as exc:  # onnxruntime raises its own untyped errors on bad files
-            raise EdgeError(f"ONNX Runtime cannot load {manifest.artifact_path}: {exc}") from None
+            raise EdgeError(f"ONNX Runtime cannot load {manifest.artifact_path} ({' '.join(str(exc).split())}): the "
+                            "file is not a working ONNX model; re-run emotion-export and copy its model directory "
+                            "here again") from None
         self.provider = self.session.get_providers()[0]  # the highest-priority provider the session really has
         model_input = self.session.get_inputs()[0]
         self._input_name = model_input.name

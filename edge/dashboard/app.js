@@ -90,9 +90,11 @@ function renderCards() {
                    metric("confidence", primary && primary.confidence), metric("quality", primary && primary.quality));
     card.append(metrics);
     if (primary && primary.contributions !== undefined) {
-      const parts = (primary.contributions || []).map((c) => `${c.name} ${fmt(c.weight)}`);
+      const all = primary.contributions || [];
+      const parts = all.filter((c) => c.weight !== null && c.weight > 0).map((c) => `${c.name} ${fmt(c.weight)}`);
+      const idle = all.filter((c) => ["stale", "zero_weight"].includes(c.status)).map((c) => `${c.name} ${c.status.replace("_", " ")}`);
       card.append(el("div", { class: "contributions", "data-field": "contributions" },
-                     parts.length ? `from ${parts.join(" · ")}` : `from ${DASH}`));
+                     `from ${parts.length ? parts.join(" · ") : DASH}${idle.length ? ` (${idle.join(", ")})` : ""}`));
     }
     card.append(el("div", { class: "age", "data-field": "age" },
                    primary ? `${isStale(primary) ? "stale, " : ""}updated ${ageOf(primary).toFixed(0)} s ago` : "no data"));
@@ -127,7 +129,7 @@ function renderCircumplex() {
     const x = Math.max(-1, Math.min(1, row.valence)), y = -Math.max(-1, Math.min(1, row.arousal));
     const dot = svg("circle", { cx: x, cy: y, r: name === "fused" ? 0.09 : 0.06,
                                 class: `dot ${modalityClass(name)}${isStale(row) ? " stale" : ""}`, "data-modality": name });
-    const label = svg("text", { x: x + 0.1, y: y + 0.04, class: "dot-label" });
+    const label = svg("text", { x: x + 0.1, y: y + (name === "fused" ? 0.16 : 0.04), class: "dot-label" });
     label.textContent = name;
     plot.append(dot, label);
   }
@@ -195,7 +197,7 @@ function renderHealth() {
   }
   const facts = el("dl", { class: "facts" });
   const calibration = summary.calibration === null ? DASH : summary.calibration
-    .map((c) => `${c.name}: ${c.done ? "done" : "learning"}${!c.done && c.progress !== null ? ` ${Math.round(c.progress * 100)}%` : ""}`)
+    .map((c) => `${c.name}: ${c.state}${c.detail ? ` ${c.detail}` : ""}`)
     .join(", ");
   for (const [name, value, key] of [["broker", summary.broker ?? DASH, "broker"],
                                     ["spool depth", summary.spool_depth ?? DASH, "spool"],

@@ -519,7 +519,8 @@ def report_lines(document: dict[str, Any]) -> list[str]:
              f"blocks held out); blocks by majority vote {evaluation['block_accuracy']:.0%} of {evaluation['blocks']}",
              "per class: " + ", ".join(f"{label} {'-' if acc is None else format(acc, '.0%')}"
                                        for label, acc in evaluation["per_class_accuracy"].items()),
-             f"windows per class {training['windows_per_class']}; rejected for artefacts {training['rejected_windows']}",
+             f"windows per class {training['windows_per_class']}; "
+             f"rejected for artefacts {training['rejected_windows']}",
              "confusion (rows true, columns predicted " + ", ".join(evaluation["confusion_matrix"]["labels"]) + "):"]
     lines += [f"  {label:>9} {row}" for label, row in zip(evaluation["confusion_matrix"]["labels"],
                                                         evaluation["confusion_matrix"]["counts"])]

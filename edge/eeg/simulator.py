@@ -185,10 +185,7 @@ class MuseSignal:
         self.beta_uv = config.beta_uv
         self.gamma_uv = 0.0
         self.rng = np.random.default_rng(config.seed)
-        # Gamma draws from its own generator, so signals without gamma are the same as before it existed.
-        self._gamma_rng = np.random.default_rng([config.seed, 7])
-        self._gamma = SosFilter(np.vstack([biquad_bandpass(self.fs, 37.0, 2.5)] * 2), 2)
-        self._gamma_gain = 1.0 / np.std(self._gamma.process(self._gamma_rng.standard_normal((int(20 * self.fs), 2))))
+        self._gamma: SosFilter | None = None  # built on first use (see _gamma_noise)
         self._n = 0
         c = len(LABELS)
         poles_hz = (0.3, 3.0, 30.0)
@@ -204,6 +201,15 @@ class MuseSignal:
     def apply(self, segment: Segment) -> None:
         """Switch to a segment's state (asymmetry, beta, gamma)."""
         self.asymmetry, self.beta_uv, self.gamma_uv = segment.asymmetry, segment.beta_uv, segment.gamma_uv
+
+    def _gamma_noise(self, n: int) -> np.ndarray:
+        """Unit-RMS 30-45 Hz noise for AF7/AF8, from its own generator: signals without gamma stay as before."""
+        if self._gamma is None:
+            self._gamma_rng = np.random.default_rng([self.config.seed, 7])
+            self._gamma = SosFilter(np.vstack([biquad_bandpass(self.fs, 37.0, 2.5)] * 2), 2)
+            preroll = self._gamma.process(self._gamma_rng.standard_normal((int(20 * self.fs), 2)))
+            self._gamma_gain = 1.0 / np.std(preroll[len(preroll) // 4:])
+        return self._gamma.process(self._gamma_rng.standard_normal((n, 2))) * self._gamma_gain
 
     def _one_pole(self, cutoff_hz: float) -> np.ndarray:
         a = math.exp(-2 * math.pi * cutoff_hz / self.fs)
@@ -233,8 +239,7 @@ class MuseSignal:
         mains = cfg.mains_uv * np.sin(2 * math.pi * cfg.mains_hz * t)[:, None] if cfg.mains_hz else 0.0
         x = pink * cfg.background_uv + alpha * alpha_gain + beta + mains + self._offset
         if self.gamma_uv > 0:
-            gamma = self._gamma.process(self._gamma_rng.standard_normal((n, 2))) * self._gamma_gain
-            x[:, 1:3] += gamma * self.gamma_uv  # AF7, AF8
+            x[:, 1:3] += self._gamma_noise(n) * self.gamma_uv  # AF7, AF8
         x += self._artifacts(n)
         for name in cfg.flat_channels:
             x[:, LABELS.index(name)] = 0.0

@@ -130,9 +130,11 @@ def _contributions(value: Any) -> list[dict[str, Any]] | None:
         return None
     result = []
     for name, weight in items[:MAX_SUBJECTS]:
-        if isinstance(weight, Mapping):
-            weight = weight.get("weight", weight.get("share"))
-        result.append({"name": str(name), "weight": _number(weight)})
+        status = None
+        if isinstance(weight, Mapping):  # edge.fusion: {"weight", "status", "valence", ...} per modality
+            weight, status = weight.get("weight", weight.get("share")), weight.get("status")
+        result.append({"name": str(name), "weight": _number(weight),
+                       "status": status if isinstance(status, str) else None})
     return result
 
 
@@ -141,8 +143,9 @@ def _view(observation: Observation) -> dict[str, Any]:
     view = {
         "subject": observation.subject,
         "label": observation.label,
-        # a classifier that declined to pick a label (below its confidence): not the same as no data
-        "uncertain": observation.label is None and bool(probabilities) and observation.has_data,
+        # a classifier (or the fusion) that declined to pick a label below its confidence: not the same as no data
+        "uncertain": observation.label is None and observation.has_data
+                     and (bool(probabilities) or observation.estimator == "fusion"),
         "valence": _number(observation.valence),
         "arousal": _number(observation.arousal),
         "confidence": _number(observation.confidence),
@@ -201,6 +204,26 @@ def _first(section: Mapping, *keys: str) -> Any:
     return None
 
 
+def _calibration(name: str, section: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Whether a modality's calibration was done: a `calibration` report (None = not calibrated), a `calibrated`
+    flag, and a baseline still being learnt (`warming_up`)."""
+    items = []
+    if "calibration" in section:
+        report = section["calibration"]
+        detail = None
+        if isinstance(report, Mapping) and _number(report.get("accuracy")) is not None:
+            chance = _number(report.get("chance"), 2)
+            detail = f"accuracy {report['accuracy']:.2f}" + (f", chance {chance:.2f}" if chance is not None else "")
+        items.append({"name": name, "state": "done" if report else "not calibrated", "detail": detail})
+    elif isinstance(section.get("calibrated"), bool):
+        items.append({"name": name, "state": "done" if section["calibrated"] else "not calibrated", "detail": None})
+    if isinstance(section.get("warming_up"), bool):
+        progress = _number(section.get("warmup_progress"), 2)
+        items.append({"name": f"{name} baseline", "state": "learning" if section["warming_up"] else "done",
+                      "detail": f"{progress:.0%}" if section["warming_up"] and progress is not None else None})
+    return items
+
+
 def health_summary(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """The keys a person looks for first, wherever the runtime puts them; None where the report has none."""
     sections = metrics.get("modalities") if isinstance(metrics.get("modalities"), Mapping) else metrics
@@ -218,15 +241,11 @@ def health_summary(metrics: Mapping[str, Any]) -> dict[str, Any]:
         }
         if any(value is not None for value in entry.values()):
             modalities[name] = entry
-        quality = section.get("quality")
+        quality = section.get("electrodes") or section.get("quality")  # EEG analyzer / the pipeline before it
         if isinstance(quality, Mapping) and quality and all(isinstance(q, Mapping) for q in quality.values()):
             electrodes = [{"name": str(channel), "status": q.get("status"), "score": _number(q.get("score"))}
                           for channel, q in quality.items()]
-        if isinstance(section.get("calibrated"), bool):
-            calibration.append({"name": name, "done": section["calibrated"], "progress": None})
-        if isinstance(section.get("warming_up"), bool):
-            calibration.append({"name": f"{name} baseline", "done": not section["warming_up"],
-                                "progress": _number(section.get("warmup_progress"))})
+        calibration += _calibration(name, section)
     mqtt = metrics.get("mqtt") if isinstance(metrics.get("mqtt"), Mapping) else _dig(metrics, "sinks", "mqtt")
     mqtt = mqtt if isinstance(mqtt, Mapping) else {}
     spool = _first(metrics, "spool_depth")

@@ -208,9 +208,11 @@ class AudioRing:
                 lambda: self.capacity - (self._written - self._next) >= samples or self._closed, timeout)
 
     def missing(self) -> int:
-        """Samples still to be written before the next window is complete (at least 1)."""
+        """Samples to write until the next window of the hop grid is complete, whether read or not (1..hop)."""
         with self._cond:
-            return max(1, self._next + self.window - self._written)
+            if self._written < self.window:
+                return self.window - self._written
+            return self.window + ((self._written - self.window) // self.hop + 1) * self.hop - self._written
 
     def close(self) -> None:
         with self._cond:

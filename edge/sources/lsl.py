@@ -25,6 +25,7 @@ bridges) are detected in "auto" mode and converted.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -52,7 +53,14 @@ JITTER_WINDOW_S = 5.0
 
 
 def load_pylsl():
-    """Import pylsl, turning a missing liblsl into an EdgeError that says how to install it."""
+    """Import pylsl, turning a missing liblsl into an EdgeError that says how to install it.
+
+    A PYLSL_LIB that names no file is refused here: pylsl itself skips it and quietly loads whatever other
+    liblsl it finds, so a device would run on a library its operator did not choose."""
+    configured = os.environ.get("PYLSL_LIB")
+    if configured and not os.path.isfile(configured):
+        raise EdgeError(f"PYLSL_LIB={configured} names no file; point PYLSL_LIB at an existing liblsl.so (the "
+                        "device bundle installs /opt/emotion-edge/lib/liblsl.so, docs/devices.md) or unset it")
     try:
         import pylsl
     except ImportError as exc:
@@ -66,8 +74,14 @@ def load_pylsl():
 
 
 def _liblsl_error(exc: Exception) -> EdgeError:
+    reason = " ".join(str(exc).split("\n")[0].split())  # pylsl's first line; the rest is its install advice
+    configured = os.environ.get("PYLSL_LIB")
+    if configured:
+        return EdgeError(f"PYLSL_LIB={configured} is not a liblsl this machine can load ({reason}); point "
+                         "PYLSL_LIB at the liblsl.so for this CPU (the device bundle installs "
+                         "/opt/emotion-edge/lib/liblsl.so, docs/devices.md) or unset it")
     return EdgeError(
-        f"liblsl, the Lab Streaming Layer C library, could not be loaded ({exc}). The pylsl wheels for "
+        f"liblsl, the Lab Streaming Layer C library, could not be loaded ({reason}). The pylsl wheels for "
         "aarch64 (Raspberry Pi, Jetson) do not bundle it: install with the device bundle, which ships "
         "/opt/emotion-edge/lib/liblsl.so (docs/devices.md), or point PYLSL_LIB at an existing liblsl.so, "
         "then start again.")
@@ -308,8 +322,7 @@ class LSLSource:
             self._counters["resolves"] += 1  # the runtime's watchdog sees a source waiting, not a hung one
             try:
                 inlet = self._connect()
-            except EdgeError as exc:
-                log.error("%s", exc)
+            except EdgeError as exc:  # raised to the reader by read() / wait_connected(), which reports it once
                 self._error, self._state = exc, ERROR
                 return
             except (self._pylsl.util.TimeoutError, self._pylsl.util.LostError) as exc:

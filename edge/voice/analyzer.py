@@ -273,7 +273,8 @@ class VoiceAnalyzer:
         quality = window_quality(verdict, self.vad.config.max_clipped_fraction)
         parts = []
         if valence is not None:  # how far above the threshold the model is, in [0, 1]
-            parts.append((top - self.config.label_threshold) / (1.0 - self.config.label_threshold))
+            span = 1.0 - self.config.label_threshold
+            parts.append(min(1.0, (top - self.config.label_threshold) / span) if span > 0 else 1.0)
         if arousal is not None:
             parts.append(score["maturity"])
         confidence = quality * sum(parts) / len(parts) if parts else None

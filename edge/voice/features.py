@@ -35,9 +35,8 @@ float32; this module computes in float64.
 
 No product here reaches numpy's threaded BLAS: OpenBLAS (numpy's BLAS in the x86_64 and aarch64
 wheels) hands a product of more than 4 x 65536 multiply-adds to its thread pool, whose threads then
-busy-wait between calls. Per 2.5 s window that cost about 15 ms of CPU for 0.5 ms of arithmetic, five
-times the rest of the voice modality (benchmarks/voice_cpu.py). So the mel filterbank is applied as a
-sparse sum (each FFT bin feeds at most two bands) and the dense products run in column blocks below
+busy-wait between calls, costing far more CPU than the arithmetic (benchmarks/voice_cpu.py, docs/voice.md).
+So the mel filterbank is applied as a sparse sum (each FFT bin feeds at most two bands) and the dense products run in column blocks below
 that threshold, on the calling thread, with the same sums.
 """
 

@@ -1,15 +1,14 @@
-"""Sample-rate conversion for the voice model with soxr (libsoxr; ~100 KB wheels for x86_64 and aarch64).
+"""Sample-rate conversion for the voice model with soxr (libsoxr; ~210 KB wheels for x86_64 and aarch64,
+glibc >= 2.26 on aarch64).
 
 Microphones run at 16000, 44100 or 48000 Hz; the voice model wants 22050. soxr "HQ" (its default:
 20-bit, passband to 91 % of the lower Nyquist rate, linear phase) replaced a hand-written numpy
-Kaiser-sinc resampler: it takes about 0.6 ms for a 2.5 s window instead of 3 ms, allocates nothing
-per phase, and is closer to the reference. tests/test_voice_resample.py feeds espeak speech plus
-broadband noise at 16000/44100/48000 Hz through this function and through soxr "VHQ", and compares
-the 181 features of both 22050 Hz results against the tolerances the numpy resampler was held to
-(mfcc abs 2.0, chroma abs 0.03, mel relative 0.12 below 90 % of the lower Nyquist rate, zcr abs
-0.01); the measured maxima are printed by that test and recorded in docs/voice.md. The model's
-training audio (48 kHz RAVDESS) went through resampy "kaiser_fast"; no resampler here reproduces
-that exactly.
+Kaiser-sinc resampler: it is several times cheaper per window and closer to the reference.
+tests/test_voice_resample.py feeds espeak speech plus broadband noise at 16000/44100/48000 Hz through
+this function and through soxr "VHQ" and compares the 181 features of both 22050 Hz results, with
+tolerances 4-50x tighter than the numpy resampler needed (docs/voice.md has the measured maxima).
+The model's training audio (48 kHz RAVDESS) went through resampy "kaiser_fast"; no resampler here
+reproduces that exactly.
 """
 
 from __future__ import annotations
