@@ -65,7 +65,11 @@ def child(args) -> int:
 
     model = open_model(Path(args.model), "auto", 1)
     try:
-        from edge.voice.analyzer import VoiceAnalyzer, VoiceConfig
+        from edge.voice.analyzer import VoiceAnalyzer
+        try:
+            from edge.voice.config import VoiceConfig
+        except ImportError:  # the tree before VoiceConfig had a module of its own
+            from edge.voice.analyzer import VoiceConfig
 
         analyzer = VoiceAnalyzer(model, config=VoiceConfig(), vad_config=VadConfig())
         kind = "VoiceAnalyzer"

@@ -10,6 +10,11 @@ import logging
 import os
 import signal
 import sys
+
+# numpy's OpenBLAS hands larger products to worker threads that busy-wait between calls: on the runtime's
+# small matrices that tripled the voice modality's CPU (docs/benchmarks.md). One thread, unless told otherwise;
+# set before anything imports numpy.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from collections import Counter
 from pathlib import Path
 

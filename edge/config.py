@@ -23,14 +23,14 @@ from .events import MODALITIES
 from .face.config import FaceConfig
 from .face.tracker import TrackerConfig
 from .fusion import FusionConfig
-from .publish.mqtt import MqttConfig
+from .publish.settings import MqttConfig
 from .smoothing import SmoothingConfig
 from .sources.audio import AudioFileConfig, MicrophoneConfig
 from .sources.camera import CameraConfig
 from .sinks.dashboard import DashboardConfig
 from .sinks.lsl_outlet import LslOutletConfig
 from .sources.lsl import LSLSourceConfig
-from .voice.analyzer import VoiceConfig
+from .voice.config import VoiceConfig
 from .voice.vad import VadConfig
 
 if sys.version_info >= (3, 11):

@@ -41,7 +41,7 @@ import json
 import os
 import zlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -222,15 +222,22 @@ class Event:
             raise ValueError(f"kind must be one of {KINDS}, not {self.kind!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """Field by field (dataclasses.asdict deep-copies, about 3x the cost at thousands of events a second)."""
+        data = {name: getattr(self, name) for name in _FIELDS}
         for name in ("confidence", "valence", "arousal", "quality"):
-            data[name] = _round(getattr(self, name))
+            data[name] = _round(data[name])
         data["latency_ms"] = round(float(self.latency_ms), 2)
         data["probabilities"] = {k: round(float(v), 4) for k, v in self.probabilities.items()}
+        data["model"], data["extra"] = dict(self.model), dict(self.extra)
+        if self.contributions is not None:
+            data["contributions"] = {k: dict(v) if isinstance(v, dict) else v for k, v in self.contributions.items()}
         return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))
+
+
+_FIELDS = tuple(f.name for f in fields(Event))
 
 
 def _round(value: float | None) -> float | None:

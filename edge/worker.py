@@ -11,7 +11,8 @@ The fault policy, the same for every modality:
   logged once and then summarised; the loop goes on. After `MAX_CONSECUTIVE_FAULTS` failing items in a row
   nothing useful is happening, and the runtime stops with exit code 1 so systemd restarts it clean;
 - the source's own retries (a camera reopened, a headband re-resolved) use `edge.backoff.Backoff` inside
-  the source and show in health as its state; the worker keeps waiting meanwhile.
+  the source and show in health as its state; the worker keeps waiting meanwhile. When the input is back,
+  the analyzer's subjects end (`close()`) and its streaming state is dropped (`reset()`).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class Worker(threading.Thread):
         self.last_progress = time.monotonic()
         self.done = False  # the loop ended (input over or failed): no longer watched
         self._counters: tuple = ()
+        self._reconnects = 0
         self._repeats = Repeats(log)
 
     def start(self) -> None:
@@ -111,6 +113,11 @@ class Worker(threading.Thread):
                         self.last_progress = time.monotonic()
                     continue
                 started = time.perf_counter()
+                reconnects = self.source.stats().get("reconnects", 0)
+                if reconnects != self._reconnects:  # the input restarted: its subjects end, streaming state goes
+                    self._reconnects = reconnects
+                    self.publish(self.analyzer.close())
+                    self.analyzer.reset()
                 try:
                     observations = self.analyzer.process(item)
                 except EdgeError:

@@ -63,7 +63,7 @@ def test_simulated_muse_reaches_the_hub_as_eeg_events(broker, tmp_path):
     for event in events:
         jsonschema.validate(event, EVENT_JSON_SCHEMA)
         assert event["modality"] == "eeg" and event["model"]["estimator"] == "index" and event["label"] is None
-        assert set(event["extra"]["quality"]) == {"TP9", "AF7", "AF8", "TP10"}
+        assert set(event["extra"]["electrodes"]) == {"TP9", "AF7", "AF8", "TP10"}
     states = [json.loads(m.payload) for m in subscriber.on(f"{PREFIX}/eeg/state")]
     assert len(states) > len(events), "state updates every window, events every event_interval_s"
     health = [json.loads(m.payload) for m in subscriber.on(f"{PREFIX}/health") if "eeg" in json.loads(m.payload)]

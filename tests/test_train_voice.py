@@ -167,15 +167,15 @@ def test_config_errors_name_the_key(change, key):
 
 
 def test_trained_model_runs_in_the_device_pipeline(trained):
-    """The log-mel model goes through the same VoicePipeline as the pretrained one, with the same numbers."""
+    """The log-mel model goes through the same VoiceAnalyzer as the pretrained one, with the same numbers."""
     import keras
 
     from edge.sources.audio import AudioFileConfig, AudioFileSource
-    from edge.voice.pipeline import VoicePipeline
+    from edge.voice.analyzer import VoiceAnalyzer
 
     data, out = trained
     reference_model = keras.models.load_model(out / "voice.keras")
-    pipeline = VoicePipeline(open_model(out / "voice.fp32.tflite"))
+    pipeline = VoiceAnalyzer(open_model(out / "voice.fp32.tflite"))
     assert pipeline.logmel is not None
     test_speakers = json.loads((out / "evaluation.json").read_text())["split"]["test_speakers"]
     path = next(p for p in sorted(data.rglob("*.wav")) if ravdess_recording(p).speaker in test_speakers)

@@ -12,7 +12,9 @@ from edge.backends import open_model
 from edge.errors import EdgeError
 from edge.observation import Observation
 from edge.sources.audio import AudioFileConfig, AudioFileSource, AudioWindow
-from edge.voice import DEFAULT_LABELS, FEATURE_SIZE, FeatureExtractor, VoiceAnalyzer, VoiceConfig
+from edge.voice.analyzer import DEFAULT_LABELS, VoiceAnalyzer
+from edge.voice.config import VoiceConfig
+from edge.voice.features import FEATURE_SIZE, FeatureExtractor
 from tests.speech import speak
 
 onnx = pytest.importorskip("onnx")

@@ -10,7 +10,8 @@ import pytest
 import soundfile
 
 from edge.sources.audio import AudioWindow
-from edge.voice import VoiceAnalyzer, VoiceConfig
+from edge.voice.analyzer import VoiceAnalyzer
+from edge.voice.config import VoiceConfig
 from edge.voice.prosody import _pitch_frames, measure
 from edge.voice.vad import VoiceActivityDetector
 from tests.speech import SENTENCES, VOICES, have_espeak, speak

@@ -1,10 +1,2 @@
-"""Voice modality: numpy features matching librosa, resampling, voice activity, prosody, the analyzer."""
-
-from .analyzer import DEFAULT_LABELS, VoiceAnalyzer, VoiceConfig
-from .features import FEATURE_SIZE, MODEL_RATE, FeatureExtractor
-from .vad import VadConfig, VadResult, VoiceActivityDetector
-
-__all__ = [
-    "FEATURE_SIZE", "MODEL_RATE", "FeatureExtractor", "DEFAULT_LABELS", "VoiceAnalyzer", "VoiceConfig",
-    "VadConfig", "VadResult", "VoiceActivityDetector",
-]
+"""Voice modality: numpy features matching librosa, resampling, voice activity, prosody, the analyzer
+(`edge.voice.analyzer`), its settings (`edge.voice.config`) and its runtime spec (`edge.voice.modality`)."""

@@ -16,13 +16,13 @@ def _open(config):
     from .analyzer import VoiceAnalyzer
 
     voice = config.voice
+    # the source first: a missing or unplayable file is named before a model loads
+    source = AudioFileSource(config.audio_file) if voice.source == "file" else MicrophoneSource(config.microphone)
     model = open_model(Path(voice.models).expanduser() / voice.model, voice.backend, voice.threads,
                        providers=voice.providers, cache_dir=config.device.cache_path)
     if model.manifest.data["task"] != "voice_emotion":
         raise EdgeError(f"voice.model = {voice.model!r} is a {model.manifest.data['task']} model, not voice_emotion")
-    analyzer = VoiceAnalyzer(model, config=voice, vad_config=config.vad)
-    source = AudioFileSource(config.audio_file) if voice.source == "file" else MicrophoneSource(config.microphone)
-    return source, analyzer
+    return source, VoiceAnalyzer(model, config=voice, vad_config=config.vad)
 
 
 def _smoothing(config) -> tuple[SmoothingConfig, bool]:
