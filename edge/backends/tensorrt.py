@@ -98,8 +98,9 @@ class TensorRTBackend(Backend):
         network = builder.create_network(0)
         parser = trt.OnnxParser(network, self.logger)
         if not parser.parse(self.manifest.artifact_path.read_bytes()):
-            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise EdgeError(f"TensorRT cannot parse {self.manifest.artifact_path.name}: {errors}")
+            errors = " ".join("; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)).split())
+            raise EdgeError(f"TensorRT cannot parse {self.manifest.artifact_path} ({errors}): the file is not a "
+                            "working ONNX model; re-run emotion-export and copy its model directory here again")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
         if self.manifest.data.get("precision") == "int8":

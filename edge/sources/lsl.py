@@ -4,18 +4,17 @@ A background thread resolves the stream (by type, optionally name / source_id), 
 with clock synchronisation, pulls chunks into a queue and watches the timestamps: gaps and
 dropped samples are detected against the nominal rate. When the stream is lost (sender closed,
 or no data for `lsl.stale_after_s`) the inlet is dropped and the stream resolved again with
-edge.backoff.Backoff, without restarting the process.
+edge.backoff.Backoff, without restarting the process. A stream with the wrong channel count or
+rate is a configuration problem: `read()` raises EdgeError saying so.
 
 Gaps are judged against the stream's own timeline (sample count x period), not only the previous
-sample: many senders (muselsl-style bridges) stamp a whole chunk with its receipt time, so their chunk
-boundaries jump back and forth by the delivery jitter although no sample is missing (178 "gaps" in
-22 s from such a sender before this). A late step inside the jitter band already seen in the last
-few seconds is jitter; a step beyond it is held for GAP_CONFIRM_S and called a gap only if the
-samples after it stay late by more than twice the jitter seen before and after it. A gap in a
-jittery stream is therefore found only when it is longer than about twice that jitter, and its
-`missing` count is as exact as the sender's stamps (within its jitter). Real gaps are all counted in
-stats; their log lines are summarised by edge.logsummary.Repeats (first at once, then per minute). A stream with the wrong channel count or
-rate is a configuration problem: `read()` raises EdgeError saying so.
+sample: many senders (muselsl-style bridges) stamp a whole chunk with its receipt time, so their
+chunk boundaries move back and forth by the delivery jitter although no sample is missing. A late
+step inside the band of offsets seen in the last JITTER_WINDOW_S is jitter; a step beyond it holds
+its chunk for up to GAP_CONFIRM_S and is a gap only if the samples after it stay late by more than
+twice the jitter seen before and after it. So in a jittery stream only gaps longer than about twice
+its jitter are seen, and `missing` is exact to within the jitter. Every gap is counted in stats;
+the warnings go through edge.logsummary.Repeats (the first at once, then one summary per minute).
 
 Timestamps handed out are on this machine's LSL clock (`pylsl.local_clock()`); `to_unix()`
 converts them to epoch seconds. Senders that stamp with their wall clock (seen in some Muse
