@@ -100,7 +100,8 @@ def test_frames_never_reach_the_disk(broker, face_models, demo_video, tmp_path):
     finish(process)
     written = [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
     # besides the spool only the lock (holding a PID) and the run counter (a number)
-    assert written and all(p.parent.name == "spool" or p.name in ("lock", "run", "run.0", "run.1") for p in written), written
+    counters = ("lock", "run", "run.0", "run.1")
+    assert written and all(p.parent.name == "spool" or p.name in counters for p in written), written
     assert not any(p.suffix.lower() in (".jpg", ".png", ".avi", ".wav", ".npy") for p in written)
 
 
