@@ -14,6 +14,7 @@ from typing import Any
 from .observation import Observation
 from .policy import EventPolicy
 from .smoothing import ObservationSmoother
+from .worker import publish
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,8 @@ class FusionStage:
                 self._publish(self.fusion.update(message))
 
     def _publish(self, observations: list[Observation]) -> None:
-        for raw in observations:
-            observation, changed = self.smoother.update(raw)
-            self.fused += 1
-            self.bus.publish(observation)
-            events, state = self.policy.update(observation, changed)
-            for event in events:
-                self.bus.publish(event)
-            if state is not None:
-                self.bus.publish(state)
+        self.fused += len(observations)
+        publish(observations, self.smoother, self.policy, self.bus)
 
     def stop(self) -> None:
         pass

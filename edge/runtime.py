@@ -16,7 +16,6 @@ so a hung camera read or model call gets the service restarted.
 from __future__ import annotations
 
 import fcntl
-import ipaddress
 import logging
 import os
 import signal
@@ -32,6 +31,7 @@ from .bus import Bus, HealthReport
 from .config import AppConfig
 from .errors import EdgeError
 from .events import Event, start_run
+from .network import is_loopback
 from .policy import EventPolicy
 from .publish.spool import private_dir
 from .sinks import make_sinks
@@ -61,17 +61,6 @@ def lock_data_dir(data: Path) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses (no DNS lookup: a name is trusted only when it says so)."""
-    name = host.strip().strip("[]").lower()
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 class SystemdNotifier:

@@ -41,6 +41,18 @@ MAX_CONSECUTIVE_FAULTS = 50
 PROGRESS_COUNTERS = ("captured", "read", "samples", "chunks", "reconnects", "resolves", "loops")
 
 
+def publish(observations, smoother: ObservationSmoother, policy: EventPolicy, bus: Bus) -> None:
+    """Smooth raw observations, and put them, the events and the state they give on the bus."""
+    for raw in observations:
+        observation, changed = smoother.update(raw)
+        bus.publish(observation)
+        events, state = policy.update(observation, changed)
+        for event in events:
+            bus.publish(event)
+        if state is not None:
+            bus.publish(state)
+
+
 class StageTimes:
     """Rolling per-stage latencies for the health topic."""
 
@@ -90,14 +102,7 @@ class Worker(threading.Thread):
         return moved
 
     def publish(self, observations) -> None:
-        for raw in observations:
-            observation, changed = self.smoother.update(raw)
-            self.bus.publish(observation)
-            events, state = self.policy.update(observation, changed)
-            for event in events:
-                self.bus.publish(event)
-            if state is not None:
-                self.bus.publish(state)
+        publish(observations, self.smoother, self.policy, self.bus)
 
     def run(self) -> None:
         consecutive = 0

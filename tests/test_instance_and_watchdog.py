@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from edge.demo import build_demo_video
-from edge.runtime import is_loopback
+from edge.network import is_loopback
 from tests.mqtt_broker import Subscriber, broker_fixture  # noqa: F401
 
 from .conftest import ROOT

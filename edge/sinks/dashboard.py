@@ -18,7 +18,6 @@ stream gets a keep-alive comment. No data (None) stays null in the JSON; the pag
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 import math
@@ -36,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 from ..bus import HealthReport
 from ..errors import EdgeError
 from ..events import Event
+from ..network import is_loopback
 from ..observation import Observation
 
 log = logging.getLogger(__name__)
@@ -62,17 +62,6 @@ MAX_SUBJECTS = 16  # per modality; the oldest is forgotten past this
 MAX_EVENTS = 30
 MAX_HEALTH_ROWS = 300
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses (no DNS lookup: a name is trusted only when it says so)."""
-    name = host.strip().strip("[]").lower()
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass
