@@ -1,10 +1,17 @@
-"""Inference backends, selected by key or by the artifact's format (one file per backend)."""
+"""Inference backends: one file each in this package, found by looking (Frigate's detector plugins).
+
+A backend is a `Backend` subclass (edge/backends/base.py) with a `key` ("litert", "onnxruntime",
+"tensorrt", ...) in any module of this package; adding one is adding that file. Model runtimes are
+imported inside each backend's constructor, so finding them costs only this package's own imports.
+"""
 
 from __future__ import annotations
 
 import importlib
 import logging
+import pkgutil
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 
 from ..errors import EdgeError
@@ -12,19 +19,32 @@ from ..manifest import Manifest, check_input_shape, load_manifest
 from .base import Backend
 
 log = logging.getLogger(__name__)
-BACKENDS = {
-    "litert": ("edge.backends.litert", "LiteRTBackend"),
-    "onnxruntime": ("edge.backends.onnxrt", "OnnxRuntimeBackend"),
-    "tensorrt": ("edge.backends.tensorrt", "TensorRTBackend"),
-}
 DEFAULT_FOR_FORMAT = {"tflite": "litert", "onnx": "onnxruntime"}
 
 
+@cache
+def backends() -> dict[str, type[Backend]]:
+    """Every backend class in this package, by key."""
+    found: dict[str, type[Backend]] = {}
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, Backend) and value.__module__ == module.__name__ \
+                    and getattr(value, "key", ""):
+                found[value.key] = value
+    return dict(sorted(found.items()))
+
+
+def check_backend(setting: str, value: str) -> None:
+    """One line naming `setting` unless `value` is "auto" or a backend's key."""
+    if value != "auto" and value not in backends():
+        raise EdgeError(f"{setting} = {value!r} must be auto or one of {', '.join(backends())}")
+
+
 def backend_class(key: str) -> type[Backend]:
-    if key not in BACKENDS:
-        raise EdgeError(f"unknown backend {key!r}; choose one of {', '.join(sorted(BACKENDS))} or 'auto'")
-    module_name, class_name = BACKENDS[key]
-    return getattr(importlib.import_module(module_name), class_name)
+    if key not in backends():
+        raise EdgeError(f"unknown backend {key!r}; choose one of {', '.join(backends())} or 'auto'")
+    return backends()[key]
 
 
 def open_model(artifact: str | Path | Manifest, backend: str = "auto", threads: int = 1,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edge.backends import check_backend
 from edge.backends.onnxrt import DEFAULT_PROVIDERS, check_providers
 from edge.eeg import MUSE_CHANNELS
 from edge.errors import EdgeError
@@ -82,8 +83,7 @@ class EEGConfig:
         if self.calibration not in ("auto", "off") and self.model:
             _bad("calibration", self.calibration, f"\"auto\" or \"off\" while eeg.model is set ({self.model!r}): "
                  "choose one of the two")
-        if self.backend not in ("auto", "litert", "onnxruntime", "tensorrt"):
-            _bad("backend", self.backend, "auto, litert, onnxruntime or tensorrt")
+        check_backend("eeg.backend", self.backend)
         check_providers("eeg.providers", self.providers)
         if not self.event_interval_s > 0:
             _bad("event_interval_s", self.event_interval_s, "a number of seconds > 0")

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ..backends import check_backend
 from ..backends.onnxrt import DEFAULT_PROVIDERS, check_providers
 from ..errors import EdgeError
 
@@ -55,12 +56,11 @@ class FaceConfig:
              "a whole number from 1 to 30"),
             ("state_interval_s", self.state_interval_s > 0, "a number of seconds > 0"),
             ("detector_input", self.detector_input in ("fit", "square"), "fit or square"),
-            ("backend", self.backend in ("auto", "litert", "onnxruntime", "tensorrt"),
-             "auto, litert, onnxruntime or tensorrt"),
         )
         for key, ok, wanted in checks:
             if not ok:
                 raise EdgeError(f"face.{key} must be {wanted}, not {getattr(self, key)!r}")
+        check_backend("face.backend", self.backend)
         check_providers("face.providers", self.providers)
 
     def inference_threads(self) -> int:

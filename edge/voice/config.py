@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ..backends import check_backend
 from ..backends.onnxrt import DEFAULT_PROVIDERS, check_providers
 from ..errors import EdgeError
 from .features import PAD_MODES
@@ -53,8 +54,7 @@ class VoiceConfig:
     def validate(self) -> None:
         if self.source not in ("microphone", "file"):
             raise EdgeError(f"voice.source = {self.source!r} must be \"microphone\" or \"file\"")
-        if self.backend not in ("auto", "litert", "onnxruntime", "tensorrt"):
-            raise EdgeError(f"voice.backend = {self.backend!r} must be auto, litert, onnxruntime or tensorrt")
+        check_backend("voice.backend", self.backend)
         if not isinstance(self.threads, int) or not 1 <= self.threads <= 16:
             raise EdgeError(f"voice.threads = {self.threads!r} must be a whole number from 1 to 16")
         check_providers("voice.providers", self.providers)
