@@ -30,6 +30,7 @@ class State:
     timestamp: float
     primary: Observation | None
     subjects: int
+    paused: bool = False  # switched off by a control: no data on purpose
 
     def to_dict(self) -> dict[str, Any]:
         """The retained `<modality>/state` payload: nulls, never zeros, when there is no data."""
@@ -41,6 +42,7 @@ class State:
             "valence": rounded(o.valence) if o else None, "arousal": rounded(o.arousal) if o else None,
             "quality": rounded(o.quality) if o else None,
             "model": o.model.get("id") if o else None, "estimator": o.estimator if o else None,
+            "paused": self.paused,
         }
         if o is not None:
             data.update({key: value for key, value in o.extra.items() if key in STATE_EXTRAS})
@@ -120,9 +122,9 @@ class EventPolicy:
         primary = max(with_data or live, key=box_area, default=None)
         return State(self.modality, timestamp, primary, len(self._latest))
 
-    def close(self, timestamp: float) -> State:
-        """The input ended: every subject is gone."""
+    def close(self, timestamp: float, paused: bool = False) -> State:
+        """The input ended (or was switched off): every subject is gone."""
         self._latest.clear()
         self._last_event.clear()
         self._tracked.clear()
-        return State(self.modality, timestamp, None, 0)
+        return State(self.modality, timestamp, None, 0, paused)

@@ -89,6 +89,9 @@ class Worker(threading.Thread):
         self._counters: tuple = ()
         self._reconnects = 0
         self._repeats = Repeats(log)
+        self.paused = False  # by a control (the camera privacy switch, a modality switch): its source is stopped
+        self._want_paused = False
+        self._pause_changed = threading.Event()
 
     def start(self) -> None:
         self.source.start()
@@ -108,6 +111,13 @@ class Worker(threading.Thread):
         consecutive = 0
         try:
             while not self.stopping.is_set():
+                if self._want_paused != self.paused:
+                    self._switch_pause()
+                if self.paused:
+                    self.last_progress = time.monotonic()  # paused on purpose: not a hang
+                    self._pause_changed.wait(0.5)
+                    self._pause_changed.clear()
+                    continue
                 item = self.source.read(timeout=0.5)
                 if item is None:
                     if self.source.stats()["state"] == ENDED:
@@ -151,8 +161,7 @@ class Worker(threading.Thread):
                 self.items += 1
                 self._item_times.append(time.monotonic())
                 self.last_progress = self._item_times[-1]
-        except EdgeError as exc:
-            log.error("%s: %s", self.modality, exc)
+        except EdgeError as exc:  # the CLI prints the reason as its one error line
             self.on_fatal(str(exc), 2)
         except Exception:
             log.exception("%s worker failed", self.modality)
@@ -160,6 +169,24 @@ class Worker(threading.Thread):
         finally:
             self.done = True
             self._finish()
+
+    def pause(self, paused: bool) -> None:
+        """Stop (True) or restart (False) this modality's input; done on the worker's own thread."""
+        self._want_paused = paused
+        self._pause_changed.set()
+
+    def _switch_pause(self) -> None:
+        if self._want_paused:
+            self.source.stop()
+            self.publish(self.analyzer.close())
+            self.analyzer.reset()
+            self.bus.publish(self.policy.close(time.time(), paused=True))
+            log.info("%s paused: its input is stopped until it is switched on again", self.modality)
+        else:
+            self.source.start()
+            self._reconnects = self.source.stats().get("reconnects", 0)
+            log.info("%s resumed", self.modality)
+        self.paused = self._want_paused
 
     def _finish(self) -> None:
         try:
@@ -174,7 +201,7 @@ class Worker(threading.Thread):
         return (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else 0.0
 
     def health(self) -> dict[str, Any]:
-        return {"items": self.items, "rate_per_s": round(self.rate(), 2), "faults": self.faults,
+        return {"items": self.items, "rate_per_s": round(self.rate(), 2), "faults": self.faults, "paused": self.paused,
                 "source": self.source.stats(), "stages": self.times.summary(), **self.analyzer.health(),
                 "models": self.analyzer.models()}
 

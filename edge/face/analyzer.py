@@ -46,7 +46,8 @@ class FaceAnalyzer:
         self.model = open_model(models / config.emotion, config.backend, threads, **options)
         manifest = self.model.manifest
         if manifest.data["task"] != "face_emotion":
-            raise EdgeError(f"face.emotion = {config.emotion!r} is a {manifest.data['task']} model, not face_emotion")
+            raise EdgeError(f"face.emotion = {config.emotion!r} is a {manifest.data['task']} model, not face_emotion; "
+                            "set face.emotion to the export's emotion model (emotion.int8.tflite)")
         self.labels = manifest.labels
         self.preprocessing = manifest.preprocessing
         # an int8 emotion model gets its crops through a lookup table, never as floats

@@ -146,13 +146,10 @@ class FaceDetector:
         if self.input_size not in ANCHOR_OPTIONS:
             raise ValueError(f"no BlazeFace anchor layout for a {self.input_size}px input")
         self.fit_multiple = ANCHOR_OPTIONS[self.input_size]["fit_multiple"] if fit_input else None
-        self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
         self.min_face_size = min_face_size
         self.max_faces = max_faces
-        # Anchors whose raw logit is below this cannot reach score_threshold, so the sigmoid and the
-        # decoding only run on the few that can. The margin keeps the exact float64 test the final word.
-        self._logit_floor = _logit(score_threshold) - 1e-3 if 0.0 < score_threshold < 1.0 else -math.inf
+        self.set_score_threshold(score_threshold)
         # An int8 model's input is written straight from the uint8 pixels through a 256-entry table that
         # holds, per pixel value, exactly what quantizing the float path's value gives (no float frame).
         quantization = model.input_quantization
@@ -161,6 +158,13 @@ class FaceDetector:
         self._dtype = np.float32 if quantization is None else quantization[2]
         self._input = np.empty(0, self._dtype)  # the model input, reused; its padding stays between frames
         self._layout: _Layout | None = None  # geometry of the last frame shape
+
+    def set_score_threshold(self, score_threshold: float) -> None:
+        """The minimum detector score (also changed live by a hub's control)."""
+        self.score_threshold = score_threshold
+        # Anchors whose raw logit is below this cannot reach score_threshold, so the sigmoid and the
+        # decoding only run on the few that can. The margin keeps the exact float64 test the final word.
+        self._logit_floor = _logit(score_threshold) - 1e-3 if 0.0 < score_threshold < 1.0 else -math.inf
 
     def _input_shape(self, height: int, width: int) -> tuple[int, int]:
         """The model input for a frame shape: fitted where allowed and possible, else square.
