@@ -22,6 +22,7 @@ from edge.eeg.analyzer import INDEX_CONFIDENCE, EEGAnalyzer
 from edge.eeg.calibration import (
     CONFUSION_SVG,
     Block,
+    SoftmaxRegression,
     block_order,
     calibrate_recording,
     default_path,
@@ -274,3 +275,29 @@ def test_analyzer_over_lsl_classifies_a_simulated_wearer_whose_markers_arrive_on
     accuracy = np.mean([a == b for a, b in scored])
     print(f"\nover LSL: {accuracy:.3f} of {len(scored)} windows inside blocks")
     assert len(scored) >= 90 and accuracy >= 0.75  # chance is 1/3
+
+
+def test_softmax_regression_reaches_the_penalised_optimum_deterministically():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((300, 6)) * [1, 2, 3, 1, 1, 5] + [0, 1, 0, 0, 2, 0]
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0.3).astype(int) + (x[:, 2] > 2).astype(int)
+    model = SoftmaxRegression(l2=0.05).fit(x, y, 3)
+    again = SoftmaxRegression(l2=0.05).fit(x, y, 3)
+    np.testing.assert_array_equal(model.weights, again.weights)
+    # stationarity: the gradient of the mean log loss plus the L2 term vanishes at the fitted weights
+    z = (x - model.mean) / model.std
+    p = model.predict_proba(x)
+    residual = p - np.eye(3)[y]
+    np.testing.assert_allclose(residual.T @ z / len(x) + 0.05 * model.weights, 0, atol=1e-7)
+    np.testing.assert_allclose(residual.sum(axis=0) / len(x) + 1e-6 * model.bias, 0, atol=1e-7)
+    assert (p.argmax(axis=1) == y).mean() > 0.7
+
+
+def test_schedule_rotates_and_markers_become_blocks():
+    assert block_order(["a", "b", "c"], 2) == ["a", "b", "c", "b", "c", "a"]
+    with pytest.raises(EdgeError, match="at least twice"):
+        block_order(["a", "b"], 1)
+    blocks = marker_blocks([(1.0, "label:Positive"), (5.0, "end"), (6.0, "stimulus 3"), (7.0, "label:neutral"),
+                            (9.0, "label:positive")], end_time=12.0)
+    assert [(b.start, b.end, b.label, b.occurrence) for b in blocks] == [
+        (1.0, 5.0, "positive", 0), (7.0, 9.0, "neutral", 0), (9.0, 12.0, "positive", 1)]
