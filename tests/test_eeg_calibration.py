@@ -140,7 +140,9 @@ def test_calibration_learns_a_real_class_difference_and_the_analyzer_uses_it(ses
     assert rejected and all(o.valence is None and o.arousal is None and o.confidence is None and o.label is None
                             for o in rejected)
     assert all(o.extra["rejected"].split(":")[0] in ("blink", "jaw_clench", "noisy") for o in rejected)
-    assert analyzer.health()["estimator"] == "calibrated" and analyzer.health()["rejected"] == len(rejected)
+    health = analyzer.health()
+    assert health["estimator"] == "calibrated" and health["rejected"] == len(rejected)
+    assert health["warming_up"] is None and health["calibration"]["accuracy"] >= 0.8
     assert [o.kind for o in analyzer.close()] == ["end"] and analyzer.close() == []
 
     # eeg.calibration = "off" ignores the installed file; filters other than the calibration's are refused
@@ -171,6 +173,7 @@ def test_uncalibrated_analyzer_reports_the_index_with_low_confidence_and_none_wh
     recording = load_recording(sessions["held_out"])
     analyzer, _ = _analyzer(recording, tmp_path / "no-calibration", warmup_s=10.0)
     assert analyzer.estimator == "index" and analyzer.models() == {}
+    assert analyzer.health()["warming_up"] is True and analyzer.health()["calibration"] is None
     observations = _observe(analyzer, recording)
     assert all(o.extra["uncalibrated"] and o.estimator == "index" and o.label is None for o in observations)
     warming = [o for o in observations if "warming_up" in o.extra]
@@ -182,6 +185,7 @@ def test_uncalibrated_analyzer_reports_the_index_with_low_confidence_and_none_wh
     assert observations.index(ready[0]) > observations.index(warming[-1])
     assert all(o.confidence == INDEX_CONFIDENCE <= 0.3 and -1 <= o.valence <= 1 for o in ready)
     assert len({round(o.valence, 6) for o in ready}) > len(ready) // 2  # raw per window: not held or averaged
+    assert analyzer.health()["warming_up"] is False and analyzer.health()["warmup_progress"] is None
 
 
 def test_explicit_calibration_path_must_exist(tmp_path):
