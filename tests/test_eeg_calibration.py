@@ -22,6 +22,7 @@ from edge.eeg.analyzer import INDEX_CONFIDENCE, EEGAnalyzer
 from edge.eeg.calibration import (
     CONFUSION_SVG,
     Block,
+    SoftmaxRegression,
     block_order,
     calibrate_recording,
     default_path,
@@ -139,7 +140,9 @@ def test_calibration_learns_a_real_class_difference_and_the_analyzer_uses_it(ses
     assert rejected and all(o.valence is None and o.arousal is None and o.confidence is None and o.label is None
                             for o in rejected)
     assert all(o.extra["rejected"].split(":")[0] in ("blink", "jaw_clench", "noisy") for o in rejected)
-    assert analyzer.health()["estimator"] == "calibrated" and analyzer.health()["rejected"] == len(rejected)
+    health = analyzer.health()
+    assert health["estimator"] == "calibrated" and health["rejected"] == len(rejected)
+    assert health["warming_up"] is None and health["calibration"]["accuracy"] >= 0.8
     assert [o.kind for o in analyzer.close()] == ["end"] and analyzer.close() == []
 
     # eeg.calibration = "off" ignores the installed file; filters other than the calibration's are refused
@@ -170,6 +173,7 @@ def test_uncalibrated_analyzer_reports_the_index_with_low_confidence_and_none_wh
     recording = load_recording(sessions["held_out"])
     analyzer, _ = _analyzer(recording, tmp_path / "no-calibration", warmup_s=10.0)
     assert analyzer.estimator == "index" and analyzer.models() == {}
+    assert analyzer.health()["warming_up"] is True and analyzer.health()["calibration"] is None
     observations = _observe(analyzer, recording)
     assert all(o.extra["uncalibrated"] and o.estimator == "index" and o.label is None for o in observations)
     warming = [o for o in observations if "warming_up" in o.extra]
@@ -181,6 +185,7 @@ def test_uncalibrated_analyzer_reports_the_index_with_low_confidence_and_none_wh
     assert observations.index(ready[0]) > observations.index(warming[-1])
     assert all(o.confidence == INDEX_CONFIDENCE <= 0.3 and -1 <= o.valence <= 1 for o in ready)
     assert len({round(o.valence, 6) for o in ready}) > len(ready) // 2  # raw per window: not held or averaged
+    assert analyzer.health()["warming_up"] is False and analyzer.health()["warmup_progress"] is None
 
 
 def test_explicit_calibration_path_must_exist(tmp_path):
@@ -274,3 +279,29 @@ def test_analyzer_over_lsl_classifies_a_simulated_wearer_whose_markers_arrive_on
     accuracy = np.mean([a == b for a, b in scored])
     print(f"\nover LSL: {accuracy:.3f} of {len(scored)} windows inside blocks")
     assert len(scored) >= 90 and accuracy >= 0.75  # chance is 1/3
+
+
+def test_softmax_regression_reaches_the_penalised_optimum_deterministically():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((300, 6)) * [1, 2, 3, 1, 1, 5] + [0, 1, 0, 0, 2, 0]
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0.3).astype(int) + (x[:, 2] > 2).astype(int)
+    model = SoftmaxRegression(l2=0.05).fit(x, y, 3)
+    again = SoftmaxRegression(l2=0.05).fit(x, y, 3)
+    np.testing.assert_array_equal(model.weights, again.weights)
+    # stationarity: the gradient of the mean log loss plus the L2 term vanishes at the fitted weights
+    z = (x - model.mean) / model.std
+    p = model.predict_proba(x)
+    residual = p - np.eye(3)[y]
+    np.testing.assert_allclose(residual.T @ z / len(x) + 0.05 * model.weights, 0, atol=1e-7)
+    np.testing.assert_allclose(residual.sum(axis=0) / len(x) + 1e-6 * model.bias, 0, atol=1e-7)
+    assert (p.argmax(axis=1) == y).mean() > 0.7
+
+
+def test_schedule_rotates_and_markers_become_blocks():
+    assert block_order(["a", "b", "c"], 2) == ["a", "b", "c", "b", "c", "a"]
+    with pytest.raises(EdgeError, match="at least twice"):
+        block_order(["a", "b"], 1)
+    blocks = marker_blocks([(1.0, "label:Positive"), (5.0, "end"), (6.0, "stimulus 3"), (7.0, "label:neutral"),
+                            (9.0, "label:positive")], end_time=12.0)
+    assert [(b.start, b.end, b.label, b.occurrence) for b in blocks] == [
+        (1.0, 5.0, "positive", 0), (7.0, 9.0, "neutral", 0), (9.0, 12.0, "positive", 1)]

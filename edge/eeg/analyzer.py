@@ -151,7 +151,9 @@ class EEGAnalyzer:
             "last_reason": last.assessment.reason if last else None,
             "estimator": self.estimator,
             "window_s": self.window_s,
-            "warming_up": self._warmup,
+            # the index's baseline: None when the estimator has none (calibrated, classifier)
+            "warming_up": (self._warmup is not None) if self.estimator == "index" else None,
+            "warmup_progress": self._warmup,
             "calibration": ({"accuracy": self.calibration.accuracy, "chance": self.calibration.chance}
                             if self.calibration is not None else None),
             "last_latency_ms": round(self._last_latency_ms, 2) if self._last_latency_ms is not None else None,
