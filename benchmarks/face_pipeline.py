@@ -57,7 +57,7 @@ from edge.face.analyzer import FaceAnalyzer
 from edge.face.config import FaceConfig
 from edge.policy import EventPolicy
 from edge.smoothing import ObservationSmoother, SmoothingConfig
-from edge.sources.camera import Frame
+from edge.sources.camera_config import Frame
 from edge.publish.mqtt import MqttConfig, MqttPublisher
 from edge.sources.camera import CameraConfig, CameraSource
 

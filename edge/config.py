@@ -26,7 +26,7 @@ from .fusion import FusionConfig
 from .publish.settings import MqttConfig
 from .smoothing import SmoothingConfig
 from .sources.audio import AudioFileConfig, MicrophoneConfig
-from .sources.camera import CameraConfig
+from .sources.camera_config import CameraConfig
 from .sinks.dashboard import DashboardConfig
 from .sinks.lsl_outlet import LslOutletConfig
 from .sources.lsl import LSLSourceConfig

@@ -151,8 +151,6 @@ def test_lsl_library_named_by_pylsl_lib_is_not_a_library(tmp_path):
     assert_one_clear_line(tmp_path, eeg_config(tmp_path), "PYLSL_LIB", "liblsl", env={"PYLSL_LIB": str(junk)})
 
 
-@pytest.mark.xfail(strict=True, reason="edge/runtime.py Worker.run logs the EdgeError (ERROR edge.runtime: eeg: ...) "
-                   "and also hands it to runtime.fail, which the CLI prints: two error lines")
 def test_lsl_stream_with_the_wrong_channel_count(tmp_path):
     """The configured stream is there but has 3 channels: fatal once it is found, naming lsl.channel_count."""
     sid = f"startup-wrong-{os.getpid()}"
@@ -182,7 +180,7 @@ def copy_models(models: Path, tmp_path: Path) -> Path:
 
 
 def emotion_artifact(models: Path) -> Path:
-    from edge.face.pipeline import FaceConfig
+    from edge.face.config import FaceConfig
 
     return models / FaceConfig().emotion
 
@@ -207,11 +205,9 @@ def test_model_file_of_garbage_bytes(face_models, demo_video, tmp_path, manifest
                           "emotion-export")
 
 
-@pytest.mark.xfail(strict=True, reason="edge/face/pipeline.py says which task the model has but not what to set "
-                   "instead (\"set face.emotion to ...\")")
 def test_model_of_the_wrong_task(face_models, demo_video, tmp_path):
     """face.emotion naming the face detector: a real model, of another task."""
-    from edge.face.pipeline import FaceConfig
+    from edge.face.config import FaceConfig
 
     config = face_config(tmp_path, face_models, str(demo_video))
     config["face"]["emotion"] = FaceConfig().detector
