@@ -150,6 +150,8 @@ class Worker(threading.Thread):
                                       f"({type(exc).__name__}: {exc}); stopping so the service restarts", 1)
                         return
                     continue
+                finally:
+                    self.source.release(item)  # the analyzer keeps no part of an item
                 consecutive = 0
                 analyzed = time.perf_counter()
                 self.publish(observations)

@@ -133,8 +133,8 @@ def test_unpaced_file_runs_faster_than_its_fps_and_drops_nothing(tmp_path):
 
 
 def test_frame_buffers_are_reused_once_released_and_never_while_held(tmp_path):
-    """Frames a consumer lets go of come back as buffers for new frames (no fresh allocation per frame);
-    frames it keeps are never written over (the test above keeps all 30 and identifies each)."""
+    """Frames a consumer releases come back as buffers for new frames (no fresh allocation per frame);
+    frames it keeps (never released) are never written over (the test above keeps all 30 and identifies each)."""
     refs = pan_frames(30)
     path = write_mjpg(str(tmp_path / "reuse.avi"), refs, fps=10)
     held = []
@@ -145,7 +145,9 @@ def test_frame_buffers_are_reused_once_released_and_never_while_held(tmp_path):
             assert identify(frame.image, refs)[0] == index  # right content at the time it is read
             buffers.add(frame.image.__array_interface__["data"][0])
             if index % 10 == 0:
-                held.append((index, frame.image[10:50, 20:60]))  # a view, as a face crop is, keeps its frame
+                held.append((index, frame.image[10:50, 20:60]))  # kept: not released
+            else:
+                source.release(frame)
             index += 1
     assert index == 30
     assert len(buffers) <= 2 + 3 + len(held)  # prefetch + 3 in rotation, plus the frames still held

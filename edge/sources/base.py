@@ -42,6 +42,9 @@ class Source(ABC, Generic[T]):
     def stats(self) -> dict[str, Any]:
         """Counters and state: at least state, read, dropped, reconnects."""
 
+    def release(self, item: T) -> None:
+        """The consumer is done with `item` and holds no part of it: its buffers may be reused."""
+
     def __enter__(self):
         self.start()
         return self
@@ -64,13 +67,16 @@ class NewestSlot(Generic[T]):
         self.taken = 0
         self.dropped = 0
 
-    def put(self, item: T) -> None:
+    def put(self, item: T) -> T | None:
+        """Store `item`; returns the unread item it replaced (dropped), if any."""
         with self._cond:
-            if self._item is not None:
+            replaced = self._item
+            if replaced is not None:
                 self.dropped += 1
             self._item = item
             self.put_count += 1
             self._cond.notify_all()
+            return replaced
 
     def take(self, timeout: float | None = None) -> T | None:
         """The pending item, or None after `timeout` or once closed and empty."""
@@ -111,6 +117,7 @@ class BoundedQueue(Generic[T]):
         self.dropped = 0  # never: put() is only called when there is room
 
     def put(self, item: T) -> None:
+        """Store `item` (the producer waited for room: nothing is ever replaced)."""
         with self._cond:
             self._items.append(item)
             self.put_count += 1

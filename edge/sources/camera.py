@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
 from typing import Any
@@ -57,33 +56,39 @@ class _Pacer:
 
 
 class _FramePool:
-    """RGB frame buffers, each handed out again once nothing holds it any more.
+    """RGB frame buffers, reused once the consumer gives a frame back (`CameraSource.release`).
 
     A fresh ~900 KB array per 640x480 frame is freed on the consumer's thread into the capture thread's
     malloc arena, which trims it and faults it in again: 40 to 60 page faults a frame in the threaded
-    benchmark, 0 to 0.5 with reuse. A buffer is reused only when its reference count says no queued Frame,
-    consumer or view of it (a face crop) still holds it, so a consumer may keep frames as long as it likes.
+    benchmark, 0 to 0.5 with reuse. A buffer is reused only after the consumer released its frame (the
+    worker does, once the analyzer returned) or the source itself dropped it unread; a consumer that keeps
+    frames simply never releases them, and the pool then hands out one-off buffers.
     """
-
-    FREE = 3  # references to a buffer nobody else holds: the pool's list, the loop variable, getrefcount's argument
 
     def __init__(self, limit: int):
         self.limit = limit
-        self._buffers: list[np.ndarray] = []
+        self._free: list[np.ndarray] = []
+        self._owned: dict[int, np.ndarray] = {}  # the pool's buffers (out or free), by id: held, so ids stay theirs
+        self._lock = threading.Lock()
 
     def convert(self, image: np.ndarray) -> np.ndarray:
         """`image` from OpenCV (BGR, BGRA or gray) as RGB, in a free pooled buffer where there is one."""
         shape = (*image.shape[:2], 3)
-        for buffer in self._buffers:
-            if buffer.shape == shape and sys.getrefcount(buffer) == self.FREE:
-                return _to_rgb(image, buffer)
-        if len(self._buffers) >= self.limit:
-            return _to_rgb(image)  # all held (a consumer keeping frames): a one-off buffer
-        if self._buffers and self._buffers[0].shape != shape:
-            self._buffers.clear()  # the input changed size: let the old buffers go
-        buffer = _to_rgb(image)
-        self._buffers.append(buffer)
-        return buffer
+        with self._lock:
+            while self._free and self._free[-1].shape != shape:  # the input changed size: let old ones go
+                self._owned.pop(id(self._free.pop()), None)
+            if self._free:
+                return _to_rgb(image, self._free.pop())
+            if len(self._owned) >= self.limit:
+                return _to_rgb(image)  # every buffer is out (a consumer keeping frames): a one-off
+            buffer = _to_rgb(image)
+            self._owned[id(buffer)] = buffer
+            return buffer
+
+    def give_back(self, buffer: np.ndarray) -> None:
+        with self._lock:
+            if self._owned.get(id(buffer)) is buffer and all(free is not buffer for free in self._free):
+                self._free.append(buffer)
 
 
 class CameraSource(Source[Frame]):
@@ -165,6 +170,9 @@ class CameraSource(Source[Frame]):
 
     def read(self, timeout: float | None = None) -> Frame | None:
         return self._slot.take(timeout)
+
+    def release(self, item: Frame) -> None:
+        self._pool.give_back(item.image)
 
     def stats(self) -> dict[str, Any]:
         slot = self._slot
@@ -290,7 +298,9 @@ class CameraSource(Source[Frame]):
                         if period is not None:
                             stamp = grabbed if video_time is None else video_time
                             video_time = stamp + period
-                        self._slot.put(Frame(self._pool.convert(image), stamp, index))
+                        dropped = self._slot.put(Frame(self._pool.convert(image), stamp, index))
+                        if dropped is not None:
+                            self._pool.give_back(dropped.image)
                         index += 1
                         if isinstance(self._slot, BoundedQueue):
                             # Unpaced file: decode ahead while frames are processed, at most `prefetch`
