@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import EdgeError
 from ..voice.features import MODEL_RATE
 from ..voice.resample import check_rate
-from .base import ENDED, RECONNECTING, RUNNING, STARTING, STOPPED
+from .base import ENDED, RECONNECTING, RUNNING, STARTING, STOPPED, Source
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ class AudioRing:
             return None
 
 
-class AudioFileSource:
+class AudioFileSource(Source[AudioWindow]):
     """Replays a WAV/FLAC file, in real time or as fast as it is read, looping or ending."""
 
     def __init__(self, config: AudioFileConfig, name: str | None = None):
@@ -408,7 +408,7 @@ def _sounddevice():
     return sounddevice
 
 
-class MicrophoneSource:
+class MicrophoneSource(Source[AudioWindow]):
     """Captures from a PortAudio input device; a device that vanishes is reopened with backoff."""
 
     def __init__(self, config: MicrophoneConfig, name: str = "microphone"):

@@ -37,6 +37,7 @@ import numpy as np
 from edge.backoff import Backoff
 from edge.errors import EdgeError
 from edge.logsummary import Repeats
+from edge.sources.base import Source
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,7 @@ class StreamDescription:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
-class LSLSource:
+class LSLSource(Source[Chunk]):
     """EEG from LSL with start/stop/read/stats; reconnects on its own until stopped."""
 
     def __init__(self, config: LSLSourceConfig | None = None, repeat_interval_s: float = 60.0):
