@@ -29,12 +29,13 @@ from typing import Any, Callable
 from . import modalities
 from .bus import Bus, HealthReport
 from .config import AppConfig
+from .controls import Controls
 from .errors import EdgeError
 from .events import Event, start_run
 from .network import is_loopback
 from .policy import EventPolicy
 from .publish.spool import private_dir
-from .sinks import make_sinks
+from .sinks import RuntimeContext, make_sinks
 from .smoothing import ObservationSmoother
 from .worker import Worker
 
@@ -125,7 +126,9 @@ class Runtime:
                 self.workers[spec.name] = Worker(spec.name, source, analyzer, smoother, policy, self.bus,
                                                  self.stopping, self.fail, self.source_ended, spec.quiet_s(config))
             self.stages = self._fusion_stages()
-            self.sinks = make_sinks(config)
+            self.controls = Controls(self)
+            context = RuntimeContext(tuple(modalities.published(config)), self._labels(), self.controls)
+            self.sinks = make_sinks(config, context)
             self.publisher = next(sink.publisher for sink in self.sinks if sink.name == "mqtt")
             self.bus.subscribe("events", self._count_events, (Event,), maxsize=100_000)
             for sink in self.sinks:
@@ -144,6 +147,15 @@ class Runtime:
         stage = FusionStage(self.config, self.bus)
         self.bus.subscribe(stage.name, stage.handle, stage.accepts, stage.queue_size)
         return [stage]
+
+    def _labels(self) -> dict[str, tuple[str, ...]]:
+        """Each published modality's possible labels: the analyzers' classes, fusion's sectors."""
+        labels = {name: tuple(getattr(worker.analyzer, "labels", None) or ()) for name, worker in self.workers.items()}
+        if self.stages:
+            from .fusion import FUSED_CIRCUMPLEX
+
+            labels["fused"] = tuple(FUSED_CIRCUMPLEX)
+        return labels
 
     def _count_events(self, events: list[Event]) -> None:
         for event in events:

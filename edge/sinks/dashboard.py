@@ -585,7 +585,7 @@ class DashboardSink:
                 self._push.notify_all()
 
 
-def make(config) -> DashboardSink | None:
+def make(config, context=None) -> DashboardSink | None:
     """The dashboard sink, or None when `[dashboard] enabled` is false (or the section is not registered)."""
     section = getattr(config, "dashboard", None)
     if section is None or not section.enabled:

@@ -270,7 +270,7 @@ class LslOutletSink:
                 del self._history[key]
 
 
-def make(config) -> LslOutletSink | None:
+def make(config, context=None) -> LslOutletSink | None:
     """The sink from the AppConfig, or None when lsl_outlet.enabled is false (the default)."""
     section = config.lsl_outlet
     if not section.enabled:

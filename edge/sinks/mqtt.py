@@ -51,7 +51,5 @@ class MqttSink:
         return {}  # the publisher adds its counters to the health payload itself
 
 
-def make(config) -> MqttSink:
-    from ..modalities import published
-
-    return MqttSink(config, published(config))
+def make(config, context) -> MqttSink:
+    return MqttSink(config, list(context.modalities))
