@@ -395,8 +395,6 @@ def demo_video(tmp_path_factory):
 
 
 @needs_chromium
-@pytest.mark.xfail(strict=False, reason="needs the lead's registration: [dashboard] in edge/config.py SECTIONS and "
-                                        "'dashboard' in edge/sinks/__init__.py SINKS")
 def test_runtime_serves_the_dashboard_on_the_demo_video(broker, face_models, demo_video, tmp_path):
     port = free_port()
     config = runtime_config(tmp_path, face_models, demo_video, broker.port, camera={"realtime": True, "on_end": "loop"},
