@@ -36,6 +36,8 @@ from edge.eeg.simulator import SimulatorConfig, condition_segments, run_simulato
 from edge.errors import EdgeError
 from edge.sources.lsl import LSLSource, LSLSourceConfig
 
+from tests.mqtt_broker import Subscriber, broker_fixture  # noqa: F401
+
 from .conftest import ROOT
 from .runtime_helpers import toml_text
 
@@ -305,3 +307,38 @@ def test_schedule_rotates_and_markers_become_blocks():
                             (9.0, "label:positive")], end_time=12.0)
     assert [(b.start, b.end, b.label, b.occurrence) for b in blocks] == [
         (1.0, 5.0, "positive", 0), (7.0, 9.0, "neutral", 0), (9.0, 12.0, "positive", 1)]
+
+
+def test_the_runtime_uses_the_wearers_calibration(sessions, tmp_path, broker):
+    """`calibrate` on a simulated recording, then `run` on the same data dir: EEG is estimated by the wearer's
+    own model (estimator "calibrated", labels from its classes), not by the uncalibrated index."""
+    import json
+    import signal
+
+    from .runtime_helpers import finish, output, start_runtime
+    from .test_runtime_eeg import eeg_config, simulated_muse
+
+    result, data = _calibrate(tmp_path, sessions["train"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert default_path(data).is_file()
+    with simulated_muse() as source_id:
+        config = eeg_config(tmp_path, broker.port, source_id)
+        config["device"]["data_dir"] = str(data)
+        subscriber = Subscriber(broker.port, ["emotion_edge/eegdev/eeg/#"])
+        process = start_runtime(tmp_path, config)
+        try:
+            def labelled(messages) -> bool:
+                return any(m.topic.endswith("eeg/state") and m.payload and json.loads(m.payload)["label"]
+                           for m in messages)
+
+            assert subscriber.wait_for(labelled, timeout=90), output(process)[1][-3000:]
+        finally:
+            process.send_signal(signal.SIGTERM)
+            finish(process, 30)
+    states = [json.loads(m.payload) for m in subscriber.on("emotion_edge/eegdev/eeg/state") if m.payload]
+    estimated = [s for s in states if s["valence"] is not None]
+    assert estimated and all(s["estimator"] == "calibrated" and s.get("uncalibrated") is None for s in estimated)
+    assert {s["label"] for s in estimated if s["label"]} <= set(CLASSES)
+    events = [json.loads(m.payload) for m in subscriber.on("emotion_edge/eegdev/eeg/event")]
+    assert events and all(e["model"]["estimator"] == "calibrated" for e in events)
+    subscriber.close()
