@@ -48,7 +48,11 @@ class MqttSink:
         self.publisher.stop()
 
     def health(self) -> dict[str, Any]:
-        return {}  # the publisher adds its counters to the health payload itself
+        """The broker connection and spool for the other sinks (the dashboard); the MQTT health topic gets
+        the publisher's full counters from the publisher itself."""
+        stats = self.publisher.stats()
+        return {key: stats[key] for key in ("state", "connected", "last_error", "reconnects", "spool_depth",
+                                            "spool_dropped", "dead_letters") if key in stats}
 
 
 def make(config, context) -> MqttSink:
