@@ -142,35 +142,6 @@ class Smoother:
         return np.zeros(len(self.labels)) if self.probs is None else self.probs.copy()
 
 
-class SmootherBank:
-    """One Smoother per stream key (face track id, source name), created on first use."""
-
-    def __init__(self, labels: Sequence[str], config: SmoothingConfig | None = None):
-        self.labels = tuple(labels)
-        self.config = config or SmoothingConfig()
-        self.config.validate()
-        self._streams: dict[Hashable, Smoother] = {}
-
-    def __getitem__(self, key: Hashable) -> Smoother:
-        smoother = self._streams.get(key)
-        if smoother is None:
-            smoother = self._streams[key] = Smoother(self.labels, self.config)
-        return smoother
-
-    def __contains__(self, key: Hashable) -> bool:
-        return key in self._streams
-
-    def __len__(self) -> int:
-        return len(self._streams)
-
-    def update(self, key: Hashable, probs: Sequence[float], t: float) -> tuple[np.ndarray, str | None, bool]:
-        return self[key].update(probs, t)
-
-    def drop(self, key: Hashable) -> None:
-        """Forget a stream (its face track ended)."""
-        self._streams.pop(key, None)
-
-
 class ObservationSmoother:
     """One smoothing state per (modality, subject); a subject's "end" observation forgets it.
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from edge.errors import EdgeError
-from edge.smoothing import Smoother, SmootherBank, SmoothingConfig
+from edge.observation import Observation
+from edge.smoothing import ObservationSmoother, Smoother, SmoothingConfig
 
 LABELS = ("happy", "sad", "neutral")
 HAPPY = np.array([0.9, 0.05, 0.05])
@@ -108,13 +109,35 @@ def test_non_finite_scores_are_skipped_and_wrong_length_is_an_error():
         smoother.update([0.5, 0.5], 0.2)
 
 
-def test_bank_keeps_streams_apart():
-    bank = SmootherBank(LABELS, SmoothingConfig(dwell_s=0.0))
-    assert bank.update("f1", HAPPY, 0.0)[1] == "happy"
-    assert bank.update("f2", SAD, 0.0)[1] == "sad"
-    assert bank["f1"].as_dict()["happy"] == pytest.approx(0.9)
-    bank.drop("f1")
-    assert "f1" not in bank and len(bank) == 1
+def observation(subject, probs, t, **fields):
+    return Observation("face", subject, t, probabilities=dict(zip(LABELS, probs)), confidence=max(probs), **fields)
+
+
+def test_observation_smoother_keeps_subjects_apart_and_forgets_an_ended_one():
+    smoother = ObservationSmoother({"face": (SmoothingConfig(dwell_s=0.0), False)})
+    assert smoother.update(observation("f1", HAPPY, 0.0))[0].label == "happy"
+    assert smoother.update(observation("f2", SAD, 0.0))[0].label == "sad"
+    again, changed = smoother.update(observation("f1", HAPPY, 0.1))
+    assert again.label == "happy" and not changed and again.probabilities["happy"] == pytest.approx(0.9)
+    smoother.update(Observation("face", "f1", 0.2, kind="end"))
+    assert len(smoother) == 1
+
+
+def test_no_data_stays_none_and_does_not_disturb_the_average():
+    smoother = ObservationSmoother({"eeg": (SmoothingConfig(alpha=0.5, alpha_interval_s=0.0), False)})
+    first, _ = smoother.update(Observation("eeg", "wearer", 0.0, valence=0.8, arousal=0.2, confidence=0.2))
+    gap, _ = smoother.update(Observation("eeg", "wearer", 0.5, extra={"rejected": "blink"}))
+    assert (gap.valence, gap.arousal, gap.confidence) == (None, None, None)  # no data, never 0
+    after, _ = smoother.update(Observation("eeg", "wearer", 1.0, valence=0.0, arousal=0.2, confidence=0.2))
+    assert after.valence == pytest.approx(0.4)  # averaged with 0.8, as if the rejected window never came
+
+
+def test_a_released_label_goes_back_to_uncertain_when_the_analyzer_stops_naming_one():
+    smoother = ObservationSmoother({"voice": (SmoothingConfig(dwell_s=0.0), True)})
+    named, _ = smoother.update(Observation("voice", "room", 0.0, label="happy",
+                                           probabilities=dict(zip(LABELS, HAPPY)), confidence=0.9))
+    unsure, changed = smoother.update(Observation("voice", "room", 1.0, probabilities=dict(zip(LABELS, HAPPY))))
+    assert named.label == "happy" and unsure.label is None and changed
 
 
 @pytest.mark.parametrize("key, value", [("alpha", 0.0), ("alpha", 1.5), ("min_confidence", -0.1),
