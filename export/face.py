@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 FER_LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 INPUT_RANGES = {"-1,1": (1 / 127.5, -1.0), "0,1": (1 / 255.0, 0.0), "0,255": (1.0, 0.0)}
 DETECTORS = {"short": "blazeface-short", "full": "blazeface-full"}
+# artifact name prefix per detector: short-range keeps the names every profile and test uses; full-range
+# (room-scale faces, see firmware_config/profiles/living-room.toml) sits beside it
+DETECTOR_PREFIX = {"short": "detector", "full": "detector_full"}
+DETECTOR_CHOICES = {"both": ("short", "full"), "short": ("short",), "full": ("full",)}
 DETECTOR_BARS = {"min_recall": 0.98, "min_precision": 0.95}
 LOGIT_LIMIT = 12.0  # the int8 detector's face logits are clipped to +-this before quantization
 
@@ -38,7 +42,7 @@ class FaceExportOptions:
     labels: list[str] | None = None
     input_range: str = "-1,1"
     crop_margin: float = 0.15
-    detector: str = "short"
+    detector: str = "both"  # "both", or "short" / "full" for only that one
     fer2013_csv: Path | None = None
     image_folder: Path | None = None
     cache: Path | None = None
@@ -65,15 +69,16 @@ def image_input_shape(shape: Any, origin: str) -> tuple[int, int, int]:
     return dims[1], dims[2], dims[3]
 
 
-def export_detector(key: str, stage: Path, cache: Path | None) -> list[dict[str, Any]]:
-    """The pinned BlazeFace TFLite as is, its ONNX conversion and an int8 copy, all checked on real photos."""
+def export_detector(key: str, stage: Path, cache: Path | None, prefix: str = "detector") -> list[dict[str, Any]]:
+    """The pinned BlazeFace TFLite as is, its ONNX conversion and an int8 copy, all checked on real photos;
+    written as <prefix>.fp32.tflite, <prefix>.fp32.onnx and <prefix>.int8.tflite."""
     from skimage import data
 
     pinned = PINNED[key]
     size = 128 if key == "blazeface-short" else 192
-    tflite = stage / "detector.fp32.tflite"
+    tflite = stage / f"{prefix}.fp32.tflite"
     shutil.copyfile(fetch(key, cache), tflite)
-    onnx_path = stage / "detector.fp32.onnx"
+    onnx_path = stage / f"{prefix}.fp32.onnx"
     import onnx
 
     onnx.save(convert.fix_onnx_batch(convert.tflite_to_onnx(tflite)), str(onnx_path))
@@ -82,7 +87,7 @@ def export_detector(key: str, stage: Path, cache: Path | None) -> list[dict[str,
     for path in (tflite, onnx_path):
         inputs, outputs = convert.tflite_io(path) if path.suffix == ".tflite" else convert.onnx_io(path)
         spec = ModelSpec(
-            name="detector", model_id=f"{key}-mediapipe", task="face_detection", modality="face",
+            name=prefix, model_id=f"{key}-mediapipe", task="face_detection", modality="face",
             labels=["face"], input_shape=(size, size, 3), layout="NHWC", preprocessing=preprocessing,
             output_meaning="per-anchor box/keypoint regressions (16) and face logits (1); decoded with SSD anchors",
             source=pinned.record(), calibration=np.empty(0), validation=np.empty(0),
@@ -123,11 +128,11 @@ def export_detector(key: str, stage: Path, cache: Path | None) -> list[dict[str,
     if not found[tflite][0]:
         raise ExportError("the detector found no face in the astronaut photo: the pinned detector is not working")
     scenes = facedata.detector_scenes()
-    rows.append(export_detector_int8(tflite, stage, scenes))
+    rows.append(export_detector_int8(tflite, stage, scenes, prefix))
     if ANCHOR_OPTIONS[size]["fit_multiple"]:
         check = facedata.aspect_variants(scenes[1])
         expected = [detectors[tflite].detect(image) for image in check]
-        rows += [fitted_input_check(path, check, expected) for path in (tflite, stage / "detector.int8.tflite")]
+        rows += [fitted_input_check(path, check, expected) for path in (tflite, stage / f"{prefix}.int8.tflite")]
     return rows
 
 
@@ -195,8 +200,8 @@ def fitted_input_check(artifact: Path, images: list[np.ndarray], expected: list[
             "latency_1_thread": measure_latency(lambda: candidate.model.run(tensor))}
 
 
-def export_detector_int8(fp32_tflite: Path, stage: Path,
-                         scenes: tuple[list[np.ndarray], list[np.ndarray], str]) -> dict[str, Any]:
+def export_detector_int8(fp32_tflite: Path, stage: Path, scenes: tuple[list[np.ndarray], list[np.ndarray], str],
+                         prefix: str = "detector") -> dict[str, Any]:
     """A full-integer int8 copy of the published detector, checked against it on images it was not calibrated on.
 
     The published graph is rebuilt op by op as a TensorFlow function (it must reproduce the published
@@ -212,7 +217,7 @@ def export_detector_int8(fp32_tflite: Path, stage: Path,
     if difference > 1e-3:
         raise ExportError(f"the rebuilt detector differs from {fp32_tflite.name} by {difference:.2g} (allowed 1e-3): "
                           "the graph rebuild does not match this model")
-    path = stage / "detector.int8.tflite"
+    path = stage / f"{prefix}.int8.tflite"
     outputs = function.get_concrete_function().outputs
     limits = [LOGIT_LIMIT if int(output.shape[-1]) == 1 else None for output in outputs]  # the face logits
     path.write_bytes(tflite_graph.quantize_int8(tflite_graph.clip_outputs(function, limits), tensors))
@@ -325,8 +330,14 @@ def export_face(options: FaceExportOptions) -> dict[str, Any]:
     if options.input_range not in INPUT_RANGES:
         raise ExportError(f"--input-range must be one of {', '.join(INPUT_RANGES)}")
     with staged_directory(options.out_dir) as stage:
-        rows = export_detector(DETECTORS[options.detector], stage, options.cache)
-        detector = FaceDetector(open_model(stage / "detector.fp32.tflite"))
+        if options.detector not in DETECTOR_CHOICES:
+            raise ExportError(f"--detector must be one of {', '.join(DETECTOR_CHOICES)}, not {options.detector!r}")
+        chosen = DETECTOR_CHOICES[options.detector]
+        rows = []
+        for kind in chosen:
+            rows += export_detector(DETECTORS[kind], stage, options.cache, DETECTOR_PREFIX[kind])
+        # the first detector exported (short-range unless only full-range is) finds the calibration faces
+        detector = FaceDetector(open_model(stage / f"{DETECTOR_PREFIX[chosen[0]]}.fp32.tflite"))
         faces = face_sets(options, detector)
         spec = emotion_spec(options, faces)
         rows += export_classifier(spec, stage)
@@ -334,7 +345,8 @@ def export_face(options: FaceExportOptions) -> dict[str, Any]:
         by_name = {row["artifact"]: row for row in rows}
         for artifact, name in (("detector.int8.tflite", "int8 detector"),
                                ("detector.int8.tflite fitted", "int8 detector on fitted input (runtime default)"),
-                               ("detector.fp32.tflite fitted", "published detector on fitted input")):
+                               ("detector.fp32.tflite fitted", "published detector on fitted input"),
+                               ("detector_full.int8.tflite", "int8 full-range detector")):
             if artifact in by_name:
                 bars += detector_bars(by_name[artifact], name)
         report = {"modality": "face", "data": spec.data_description, "artifacts": rows, "bars": bars,

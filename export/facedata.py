@@ -247,3 +247,92 @@ def aspect_variants(images: list[np.ndarray]) -> list[np.ndarray]:
         out.append(np.ascontiguousarray(image[top:top + wide_h]))
         out.append(np.ascontiguousarray(image[:, left:left + tall_w]))
     return out
+
+
+ROOM_FACE_WIDTH = (0.06, 0.12)  # a face's share of the frame width from 2 to 4 m with a living-room camera
+
+
+@dataclass
+class RoomScene:
+    """A 640x480 RGB group scene and the box (x0, y0, x1, y1) of every face pasted into it."""
+
+    image: np.ndarray
+    faces: list[tuple[int, int, int, int]]
+
+
+# The face box (x0, y0, x1, y1) the published short-range BlazeFace finds in each full-size photo: a head
+# template is the photo around it (hair, neck, shoulders), and the face's size is this box's width.
+HEAD_PHOTOS = {"astronaut": (178, 81, 272, 175), "camera": (180, 121, 264, 205)}
+
+
+def _lfw_templates() -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
+    """The odd-numbered LFW-subset faces (calibration only ever uses the even ones): tight 25x25 crops."""
+    from skimage import data
+
+    lfw = (data.lfw_subset()[:100] * 255).round().astype(np.uint8)[1::2]
+    return [(np.stack([face] * 3, axis=-1), (0, 0, 25, 25)) for face in lfw]
+
+
+def _head_templates() -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
+    """Head-and-shoulders windows of the astronaut and cameraman photos and their mirror images."""
+    from skimage import data
+
+    templates = []
+    for name, (x0, y0, x1, y1) in HEAD_PHOTOS.items():
+        image = getattr(data, name)()
+        rgb = np.stack([image] * 3, axis=-1) if image.ndim == 2 else image
+        side = x1 - x0
+        left, top = max(0, x0 - side * 3 // 5), max(0, y0 - side * 3 // 5)
+        right, bottom = min(rgb.shape[1], x1 + side * 3 // 5), min(rgb.shape[0], y1 + side)
+        window = np.ascontiguousarray(rgb[top:bottom, left:right])
+        box = (x0 - left, y0 - top, x1 - left, y1 - top)
+        width = window.shape[1]
+        templates += [(window, box),
+                      (np.ascontiguousarray(window[:, ::-1]), (width - box[2], box[1], width - box[0], box[3]))]
+    return templates
+
+
+def room_scenes(seed: int = 0, count: int = 40, faces_per_scene: tuple[int, int] = (4, 10),
+                face_width: tuple[float, float] = ROOM_FACE_WIDTH, kind: str = "lfw") -> list[RoomScene]:
+    """Group scenes as a living-room camera sees them: held-out real faces, small, several per frame.
+
+    kind "lfw": the odd-numbered LFW-subset faces (tight crops: face only); kind "heads": head-and-shoulders
+    windows of the astronaut and cameraman photos (two people, with the context a camera sees). 4 to 10 per
+    frame, never overlapping, each face at 6 to 12% of the frame width and its own brightness and contrast,
+    on windows of the scikit-image photos that no calibration uses (CHECK_BACKDROPS). Boxes are the faces'.
+    """
+    import cv2
+
+    from edge.demo import HEIGHT, WIDTH
+
+    templates = {"lfw": _lfw_templates, "heads": _head_templates}[kind]()
+    rng = np.random.default_rng(seed)
+    scenes = []
+    for index in range(count):
+        scene = _backdrop(CHECK_BACKDROPS[index % len(CHECK_BACKDROPS)], rng, WIDTH, HEIGHT)
+        wanted = int(rng.integers(faces_per_scene[0], faces_per_scene[1] + 1))
+        taken: list[tuple[int, int, int, int]] = []  # pasted windows
+        boxes: list[tuple[int, int, int, int]] = []
+        for choice in rng.choice(len(templates), size=wanted, replace=len(templates) < wanted):
+            template, (fx0, fy0, fx1, fy1) = templates[choice]
+            scale = WIDTH * rng.uniform(*face_width) / (fx1 - fx0)
+            height, width = (max(1, round(n * scale)) for n in template.shape[:2])
+            if width > WIDTH or height > HEIGHT:
+                continue
+            gap = max(2, width // 8)
+            for _ in range(200):  # a free place, a little apart from the others
+                x, y = int(rng.integers(0, WIDTH - width + 1)), int(rng.integers(0, HEIGHT - height + 1))
+                if all(x + width + gap <= a or a2 + gap <= x or y + height + gap <= b or b2 + gap <= y
+                       for a, b, a2, b2 in taken):
+                    break
+            else:
+                continue
+            shrink = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+            patch = cv2.resize(template, (width, height), interpolation=shrink).astype(np.float32)
+            scene[y:y + height, x:x + width] = np.clip(patch * rng.uniform(0.8, 1.2) + rng.uniform(-20, 20),
+                                                       0, 255).astype(np.uint8)
+            taken.append((x, y, x + width, y + height))
+            boxes.append((x + round(fx0 * scale), y + round(fy0 * scale),
+                          x + round(fx1 * scale), y + round(fy1 * scale)))
+        scenes.append(RoomScene(scene, boxes))
+    return scenes

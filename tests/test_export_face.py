@@ -21,6 +21,8 @@ from .conftest import ROOT, run_export
 EMOTION_ARTIFACTS = ["emotion.fp32.tflite", "emotion.fp16.tflite", "emotion.int8.tflite",
                      "emotion.fp32.onnx", "emotion.int8.onnx"]
 DETECTOR_ARTIFACTS = ["detector.fp32.tflite", "detector.fp32.onnx", "detector.int8.tflite"]
+# full-range BlazeFace (room-scale faces), written beside the short-range one by default
+FULL_DETECTOR_ARTIFACTS = ["detector_full.fp32.tflite", "detector_full.fp32.onnx", "detector_full.int8.tflite"]
 FER_LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
 
@@ -47,13 +49,14 @@ def float_reference(face_models):
 def test_every_artifact_and_report_exist(face_models):
     report = json.loads((face_models / "parity.json").read_text())
     fitted = [f"{name} fitted" for name in DETECTOR_ARTIFACTS if name.endswith(".tflite")]
-    assert [row["artifact"] for row in report["artifacts"]] == DETECTOR_ARTIFACTS + fitted + EMOTION_ARTIFACTS
+    assert [row["artifact"] for row in report["artifacts"]] == (DETECTOR_ARTIFACTS + fitted + FULL_DETECTOR_ARTIFACTS
+                                                                + EMOTION_ARTIFACTS)
     for row in report["artifacts"]:
         if row["artifact"] in fitted:  # the runtime's default detector input, checked per frame shape
             assert row["by_shape"]["640x480"]["model_input"] == [96, 128]
             assert row["by_shape"]["360x480"]["model_input"] == [128, 128]
             assert row["recall_vs_reference"] >= 0.98 and row["precision_vs_reference"] >= 0.95, row
-    for name in EMOTION_ARTIFACTS + DETECTOR_ARTIFACTS:
+    for name in EMOTION_ARTIFACTS + DETECTOR_ARTIFACTS + FULL_DETECTOR_ARTIFACTS:
         assert (face_models / name).is_file()
         assert (face_models / f"{name}.json").is_file()
     assert not list(face_models.parent.glob(".face.staging-*")), "staging directory left behind"
@@ -117,7 +120,10 @@ def test_int8_detector_finds_the_published_detectors_faces(face_models):
     assert figures["iou_median"] >= 0.85, figures
     bars = json.loads((face_models / "parity.json").read_text())["bars"]
     detector_bars = [bar for bar in bars if "detector" in bar["bar"]]
-    assert len(detector_bars) == 6 and all(bar["passed"] for bar in detector_bars), detector_bars
+    assert len(detector_bars) == 8 and all(bar["passed"] for bar in detector_bars), detector_bars
+    full = load_manifest(face_models / "detector_full.int8.tflite").data
+    assert full["model_id"] == "blazeface-full-mediapipe" and full["inputs"][0]["shape"][1:3] == [192, 192]
+    assert full["parity"]["recall_vs_reference"] >= 0.98 and full["parity"]["precision_vs_reference"] >= 0.95
 
 
 def test_graph_rebuild_refuses_an_op_it_does_not_know(tmp_path):
