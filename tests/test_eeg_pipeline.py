@@ -1,5 +1,7 @@
-"""EEGPipeline end to end over real LSL: index signs, bad input, classifier hook, offline reuse."""
+"""The EEG chain under the analyzer, end to end over real LSL: index signs, None for no data, artefact rejection,
+bad input, the classifier hook, and offline reuse of the very same chain."""
 
+import json
 import threading
 import time
 import uuid
@@ -9,6 +11,10 @@ import numpy as np
 import pylsl
 import pytest
 
+from edge.affect import valence_arousal
+from edge.bus import Bus
+from edge.eeg import MUSE_CHANNELS
+from edge.eeg.analyzer import INDEX_CONFIDENCE, SUBJECT, EEGAnalyzer
 from edge.eeg.config import EEGConfig
 from edge.eeg.estimator import ClassifierEstimator
 from edge.eeg.pipeline import EEGPipeline, extract_recording_features
@@ -22,13 +28,24 @@ from edge.eeg.simulator import (
 )
 from edge.errors import EdgeError
 from edge.events import EVENT_JSON_SCHEMA
+from edge.manifest import sha256_file
+from edge.policy import EventPolicy
+from edge.smoothing import ObservationSmoother, SmoothingConfig
 from edge.sources.lsl import LSLSource, LSLSourceConfig
+from edge.worker import Worker
 
 FS = 256.0
 SPEED = 25.0  # simulated seconds per real second; timestamps stay in signal time
 # The simulators stay open after their data until stopped: liblsl drops samples still waiting in an inlet when
 # the sender closes, so the tests close them once everything sent has been read.
 LINGER_S = 60.0
+CLASSES = ["negative", "neutral", "positive"]
+UNIX_OFFSET = 1.7e9  # offline chunks carry signal seconds; the analyzer reports Unix times
+
+
+class Chunk:  # what LSLSource.read returns
+    def __init__(self, timestamps, data, new_stream=False, gaps=()):
+        self.timestamps, self.data, self.new_stream, self.gaps = timestamps, data, new_stream, list(gaps)
 
 
 def _samples_sent(seconds: float, chunk: int = 12) -> int:
@@ -42,8 +59,8 @@ def _all_read(source: LSLSource, sent: int) -> bool:
     return stats["samples"] >= sent and stats["read"] + stats["dropped"] >= stats["chunks"]
 
 
-def _run(segments, config=None, sim=None, classifier=None):
-    """Simulate over LSL, run the pipeline on everything that arrives; returns the events."""
+def _run(segments, config=None, sim=None):
+    """Simulate over LSL and feed everything that arrives to an EEGAnalyzer; returns its observations and it."""
     sid = f"test-{uuid.uuid4().hex[:10]}"
     stop = threading.Event()
     settings = {"source_id": sid, "speed": SPEED, "wait_for_consumer_s": 10.0, "blinks_per_min": 0, "seed": 11,
@@ -57,8 +74,8 @@ def _run(segments, config=None, sim=None, classifier=None):
     source = LSLSource(LSLSourceConfig(source_id=sid, resolve_timeout_s=1.0, backoff_max_s=0.5, buffer_s=360,
                                        queue_chunks=100_000))
     source.start()
-    pipeline = EEGPipeline(config, source=source, classifier=classifier, device_id="test-device")
-    events = []
+    analyzer = EEGAnalyzer(config or EEGConfig(), source=source)
+    observations = []
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -67,60 +84,76 @@ def _run(segments, config=None, sim=None, classifier=None):
                 if _all_read(source, sent) or not thread.is_alive():
                     break
                 continue
-            events += pipeline.process_chunk(chunk)
+            observations += analyzer.process(chunk)
     finally:
         stop.set()
         source.stop()
         thread.join(5)
     assert source.stats()["dropped"] == 0, source.stats()
-    return events, pipeline
+    return observations, analyzer
 
 
-def _ready(events):
-    return [e for e in events if not e.extra["warming_up"] and not e.extra["rejected"]]
+def _ready(observations):
+    return [o for o in observations if "warming_up" not in o.extra and "rejected" not in o.extra]
+
+
+def _as_event(observation):
+    """The event the runtime's policy would publish for this observation, as JSON."""
+    return json.loads(json.dumps(EventPolicy("eeg", "test-device").event(observation).to_dict()))
 
 
 @pytest.mark.parametrize("asymmetry", [0.8, -0.8])
 def test_valence_follows_frontal_alpha_asymmetry_after_a_neutral_baseline(asymmetry):
     # 45 s neutral (30 s of it fill the baseline), then 20 s with the asymmetry.
-    events, pipeline = _run([Segment(45, 0.0, 3.0), Segment(20, asymmetry, 3.0)])
-    assert len(events) >= 115
-    warm = [e for e in events if e.extra["warming_up"]]
-    assert 55 <= len(warm) <= 65 and warm[-1].valence == 0.0  # 30 s of clean 0.5 s steps
-    ready = _ready(events)
-    neutral = [e.valence for e in ready if e.extra["asymmetry"] is not None][:20]
+    observations, analyzer = _run([Segment(45, 0.0, 3.0), Segment(20, asymmetry, 3.0)])
+    assert len(observations) >= 115
+    warm = [o for o in observations if "warming_up" in o.extra]
+    assert 55 <= len(warm) <= 65  # 30 s of clean 0.5 s steps
+    assert all(o.valence is None and o.arousal is None and o.confidence is None for o in warm)
+    ready = _ready(observations)
+    assert ready and all(o.valence is not None and o.confidence == INDEX_CONFIDENCE for o in ready)
+    assert observations.index(ready[0]) > observations.index(warm[-1])
+    neutral = [o.valence for o in ready][:20]
     assert abs(np.mean(neutral)) < 0.4
-    tail = [e.valence for e in ready[-16:]]  # windows fully inside the asymmetric segment
+    tail = [o.valence for o in ready[-16:]]  # windows fully inside the asymmetric segment
     assert np.sign(np.mean(tail)) == np.sign(asymmetry) and abs(np.mean(tail)) > 0.4, tail
-    measured = np.mean([e.extra["asymmetry"] for e in ready[-16:]])
+    measured = np.mean([o.extra["asymmetry"] for o in ready[-16:]])
     assert measured == pytest.approx(asymmetry, abs=0.3)
-    for event in events[::10]:
-        jsonschema.validate(event.to_dict(), EVENT_JSON_SCHEMA)
-        assert event.modality == "eeg" and event.label is None and event.model["estimator"] == "index"
-    assert pipeline.health()["warming_up"] is False
+    for o in observations:
+        assert o.modality == "eeg" and o.subject == SUBJECT and o.kind == "state"
+        assert o.label is None and o.probabilities is None and o.estimator == "index" and o.extra["uncalibrated"]
+    for o in observations[::10]:
+        jsonschema.validate(_as_event(o), EVENT_JSON_SCHEMA)
+    assert analyzer.health()["warming_up"] is False
 
 
 def test_arousal_rises_with_beta_activity():
-    events, _ = _run([Segment(45, 0.0, 3.0), Segment(20, 0.0, 9.0)])
-    tail = [e.arousal for e in _ready(events)[-16:]]
+    observations, _ = _run([Segment(45, 0.0, 3.0), Segment(20, 0.0, 9.0)])
+    tail = [o.arousal for o in _ready(observations)[-16:]]
     assert np.mean(tail) > 0.4, tail
 
 
 def test_blinks_and_jaw_clenches_reject_windows_and_clean_data_does_not():
-    clean, _ = _run([Segment(12, 0.0, 3.0)])
-    assert clean and not any(e.extra["rejected"] for e in clean)
-    blinks, pipeline = _run([Segment(12, 0.0, 3.0)], sim={"blinks_per_min": 30})
-    assert any((e.extra["reason"] or "").startswith("blink:") for e in blinks)
-    assert pipeline.health()["rejected"] > 0
-    jaw, _ = _run([Segment(12, 0.0, 3.0)], sim={"jaw_per_min": 30})
-    assert any(any(r.startswith("jaw_clench:") for r in e.extra["reasons"]) for e in jaw)
+    config = EEGConfig(warmup_s=2.0)  # a short baseline, so accepted windows carry values within 12 s
+    clean, _ = _run([Segment(12, 0.0, 3.0)], config)
+    assert clean and not any("rejected" in o.extra for o in clean)
+    blinks, analyzer = _run([Segment(12, 0.0, 3.0)], config, sim={"blinks_per_min": 30})
+    assert any(o.extra.get("rejected", "").startswith("blink:") for o in blinks)
+    assert analyzer.health()["rejected"] > 0
+    rejected = [o for o in blinks if "rejected" in o.extra]
+    assert all(o.valence is None and o.arousal is None and o.confidence is None for o in rejected)
+    assert all(o.extra["rejected"] == o.extra["reasons"][0] for o in rejected)
+    assert any(o.valence is not None for o in _ready(blinks))  # only the rejected windows say "no data"
+    jaw, _ = _run([Segment(12, 0.0, 3.0)], config, sim={"jaw_per_min": 30})
+    assert any(any(r.startswith("jaw_clench:") for r in o.extra.get("reasons", [])) for o in jaw)
 
 
 def test_flat_channels_are_reported_and_a_flat_frontal_channel_rejects():
-    events, pipeline = _run([Segment(8, 0.0, 3.0)], sim={"flat_channels": ("AF8", "TP10")})
-    assert events and all(e.extra["rejected"] and e.extra["reason"] == "flat:AF8" for e in events)
-    assert all(e.extra["quality"]["TP10"]["status"] == "flat" for e in events)
-    assert pipeline.health()["quality"]["AF7"]["status"] == "ok"
+    observations, analyzer = _run([Segment(8, 0.0, 3.0)], sim={"flat_channels": ("AF8", "TP10")})
+    assert observations and all(o.extra.get("rejected") == "flat:AF8" and o.valence is None for o in observations)
+    assert all(o.extra["electrode_status"]["TP10"] == "flat" for o in observations)
+    assert all(o.extra["electrodes"]["TP10"] < o.extra["electrodes"]["AF7"] for o in observations)
+    assert analyzer.health()["electrodes"]["AF7"]["status"] == "ok"
 
 
 def test_nan_and_infinity_over_lsl_reject_windows_then_processing_recovers():
@@ -128,7 +161,7 @@ def test_nan_and_infinity_over_lsl_reject_windows_then_processing_recovers():
     outlet = make_outlet("Muse-NaN", sid, FS, LABELS, 12)
     source = LSLSource(LSLSourceConfig(source_id=sid, resolve_timeout_s=1.0, backoff_max_s=0.5))
     source.start()
-    pipeline = EEGPipeline(source=source)
+    analyzer = EEGAnalyzer(EEGConfig(warmup_s=2.0), source=source)
     try:
         assert source.wait_connected(5.0)
         signal = MuseSignal(SimulatorConfig(blinks_per_min=0, seed=2)).next(4104)  # 342 chunks of 12
@@ -138,85 +171,90 @@ def test_nan_and_infinity_over_lsl_reject_windows_then_processing_recovers():
         t0 = pylsl.local_clock()
         for end in range(12, len(signal) + 1, 12):
             outlet.push_chunk(signal[end - 12:end].astype(np.float32), t0 + (end - 1) / FS)
-        events, deadline = [], time.monotonic() + 30
-        while sum(1 for _ in events) < 25 and time.monotonic() < deadline:
+        observations, deadline = [], time.monotonic() + 30
+        while len(observations) < 25 and time.monotonic() < deadline:
             chunk = source.read(timeout=0.2)
             if chunk is not None:
-                events += pipeline.process_chunk(chunk)
-        assert len(events) == 25  # windows end at sample 1024 + k * 128 <= 4104
-        hit = [e for e in events if e.extra["rejected"]]
-        assert hit and all(e.extra["reason"] == "invalid:AF7" for e in hit[:1])
-        assert any("invalid:AF8" in e.extra["reasons"] for e in hit)
-        assert any(e.extra["quality"]["TP9"]["status"] == "invalid" for e in hit)
-        later = events[-3:]  # windows that start after the bad samples
-        assert not any(e.extra["rejected"] for e in later)
-        for e in events:
-            assert np.isfinite([e.valence, e.arousal, e.extra["asymmetry"]]).all()
-            jsonschema.validate(e.to_dict(), EVENT_JSON_SCHEMA)
+                observations += analyzer.process(chunk)
+        assert len(observations) == 25  # windows end at sample 1024 + k * 128 <= 4104
+        hit = [o for o in observations if "rejected" in o.extra]
+        assert hit and all(o.extra["rejected"] == "invalid:AF7" for o in hit[:1])
+        assert any("invalid:AF8" in o.extra["reasons"] for o in hit)
+        assert any(o.extra["electrode_status"]["TP9"] == "invalid" for o in hit)
+        assert all(o.valence is None and o.arousal is None for o in hit)
+        later = observations[-3:]  # windows that start after the bad samples
+        assert not any("rejected" in o.extra for o in later)
+        assert all(o.valence is not None and o.arousal is not None for o in later)  # the baseline took no NaN
+        for o in observations:
+            assert np.isfinite([o.extra["asymmetry"], o.extra["beta_alpha_log_ratio"], o.quality]).all()
+            jsonschema.validate(_as_event(o), EVENT_JSON_SCHEMA)
     finally:
         source.stop()
         del outlet
 
 
 def test_stream_without_the_configured_channels_is_a_clear_error():
-    pipeline = EEGPipeline(EEGConfig(channels=("TP9", "AF7", "AF8", "TP10")))
+    chain = EEGPipeline(EEGConfig(channels=("TP9", "AF7", "AF8", "TP10")))
     with pytest.raises(EdgeError, match="eeg.channels"):
-        pipeline.set_stream(["Fp1", "Fp2", "O1", "O2"], FS)
+        chain.set_stream(["Fp1", "Fp2", "O1", "O2"], FS)
+    with pytest.raises(EdgeError, match="eeg.channels"):
+        EEGAnalyzer(EEGConfig(), labels=["Fp1", "Fp2", "O1", "O2"], rate=FS)
+    with pytest.raises(EdgeError, match="set_stream"):
+        EEGPipeline().analyse_chunk(Chunk(np.zeros(12), np.zeros((12, 4))))
 
 
-def test_run_raises_the_wrong_stream_error_instead_of_spinning():
+def test_a_stream_of_the_wrong_shape_stops_the_worker_with_exit_2_instead_of_spinning():
+    """The runtime's path: the worker reads the source, the source refuses the stream, the runtime stops."""
     sid = f"test-{uuid.uuid4().hex[:10]}"
     outlet = make_outlet("Three", sid, FS, LABELS[:3], 12)
     source = LSLSource(LSLSourceConfig(source_id=sid, resolve_timeout_s=1.0, backoff_max_s=0.5))
-    source.start()
-    stop = threading.Event()
+    stopping, fatal = threading.Event(), []
+    bus = Bus()
+    worker = Worker("eeg", source, EEGAnalyzer(EEGConfig(), source=source),
+                    ObservationSmoother({"eeg": (SmoothingConfig(), False)}), EventPolicy("eeg", "test-device"),
+                    bus, stopping, lambda reason, code: (fatal.append((reason, code)), stopping.set()),
+                    lambda modality: None)
     try:
-        with pytest.raises(EdgeError, match="3 channels"):
-            EEGPipeline(source=source).run(lambda e: None, stop, read_timeout=0.1)
+        worker.start()
+        worker.join(20)
+        assert not worker.is_alive() and worker.items == 0
+        assert len(fatal) == 1 and fatal[0][1] == 2 and "3 channels" in fatal[0][0], fatal
     finally:
-        stop.set()
-        source.stop()
+        stopping.set()
+        worker.stop()
         del outlet
 
 
-def test_run_publishes_events_and_survives_a_failing_publisher():
-    sid = f"test-{uuid.uuid4().hex[:10]}"
-    stop, sim_stop = threading.Event(), threading.Event()
-    sim = threading.Thread(target=run_simulator, daemon=True, args=(
-        SimulatorConfig(source_id=sid, speed=10, duration_s=8, wait_for_consumer_s=10, blinks_per_min=0,
-                        linger_s=LINGER_S), sim_stop))
-    sim.start()
-    source = LSLSource(LSLSourceConfig(source_id=sid, resolve_timeout_s=1.0, backoff_max_s=0.5))
-    source.start()
-    pipeline = EEGPipeline(source=source)
-    published = []
+def _linear_model(folder, weights):
+    """A real ONNX artifact with its manifest: softmax(W (v - mean v)) over the window's 20 DE features."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
 
-    def publish(event):
-        published.append(event)
-        if len(published) == 2:
-            raise ConnectionError("broker gone")
-
-    runner = threading.Thread(target=pipeline.run, args=(publish, stop), daemon=True)
-    runner.start()
-    sent = _samples_sent(8)
-    try:
-        deadline = time.monotonic() + 30
-        while not _all_read(source, sent) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _all_read(source, sent), source.stats()
-    finally:
-        stop.set()  # run() finishes the chunk it read (its events included) before it returns
-        runner.join(5)
-        sim_stop.set()
-        sim.join(5)
-        source.stop()
-    assert not runner.is_alive()
-    assert source.stats()["dropped"] == 0
-    assert len(published) == 9  # (8 s - 4 s) / 0.5 s + 1
-    assert pipeline.health()["errors"] == 1 and pipeline.health()["events"] == 9
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["x"], ["mean"], axes=[1], keepdims=1),
+         helper.make_node("Sub", ["x", "mean"], ["centred"]),
+         helper.make_node("MatMul", ["centred", "w"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)],
+        "eeg_linear", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 20])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [1, 3])],
+        [numpy_helper.from_array(weights.T.astype(np.float32), "w")])
+    artifact = folder / "eeg_linear.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), artifact)
+    config = EEGConfig()
+    manifest = {
+        "schema": "emotion-edge/manifest/1", "model_id": "eeg-test-linear", "task": "eeg_emotion", "modality": "eeg",
+        "format": "onnx", "precision": "fp32", "artifact": {"file": artifact.name, "sha256": sha256_file(artifact)},
+        "labels": CLASSES, "inputs": [{"name": "x", "shape": [1, 20], "dtype": "float32"}],
+        "outputs": [{"name": "probabilities", "shape": [1, 3], "dtype": "float32"}],
+        "preprocessing": {"input": "de", "feature_kind": "de", "channels": list(MUSE_CHANNELS),
+                          "window_s": config.window_s, "bandpass_hz": [config.bandpass_low_hz, config.bandpass_high_hz],
+                          "standardize": {"mean": [0.0] * 20, "std": [1.0] * 20}},
+        "quantization": {}, "source": {"test": "tests/test_eeg_pipeline.py"}}
+    (folder / (artifact.name + ".json")).write_text(json.dumps(manifest))
+    return artifact
 
 
-def test_classifier_hook_turns_probabilities_into_label_and_valence():
+def test_classifier_hook_turns_probabilities_into_label_and_valence(tmp_path):
     weights = np.random.default_rng(0).standard_normal((3, 20))
 
     def predict(vector):
@@ -224,13 +262,37 @@ def test_classifier_hook_turns_probabilities_into_label_and_valence():
         p = np.exp(logits - logits.max())
         return p / p.sum()
 
-    classifier = ClassifierEstimator(predict, ["negative", "neutral", "positive"])
-    events, _ = _run([Segment(6, 0.0, 3.0)], classifier=classifier)
-    assert events
-    for e in events:
-        assert e.model["estimator"] == "classifier" and e.label in ("negative", "neutral", "positive")
-        assert e.confidence == pytest.approx(max(e.probabilities.values()))
-        jsonschema.validate(e.to_dict(), EVENT_JSON_SCHEMA)
+    config = EEGConfig(model=str(_linear_model(tmp_path, weights)))
+    analyzer = EEGAnalyzer(config, labels=LABELS, rate=FS, to_unix=lambda t: t + UNIX_OFFSET)
+    assert analyzer.estimator == "classifier" and analyzer.health()["warming_up"] is None
+    reference = EEGPipeline(config)  # the same chain beside it, for each window's features
+    reference.set_stream(LABELS, FS)
+    signal = MuseSignal(SimulatorConfig(seed=3, blinks_per_min=20)).next(int(FS * 16))
+    times = 100.0 + np.arange(len(signal)) / FS
+    pairs = []
+    for start in range(0, len(signal), 12):
+        chunk = Chunk(times[start:start + 12], signal[start:start + 12])
+        observations, results = analyzer.process(chunk), reference.analyse_chunk(chunk)
+        assert len(observations) == len(results)
+        pairs += zip(observations, results)
+    assert len(pairs) == 25
+    accepted = [(o, r) for o, r in pairs if not r.rejected]
+    assert accepted and len(accepted) < len(pairs)  # blinks reject some windows
+    for o, r in pairs:
+        assert o.estimator == "classifier" and o.model["id"] == "eeg-test-linear" and o.model["sha256"]
+        assert o.timestamp == pytest.approx(r.times[-1] + UNIX_OFFSET) and "uncalibrated" not in o.extra
+        if r.rejected:  # not classified: no data
+            assert o.label is None and o.probabilities is None and o.valence is None and o.confidence is None
+            assert o.extra["rejected"] == r.assessment.reason
+            continue
+        expected = predict(r.features.vector("de"))
+        np.testing.assert_allclose([o.probabilities[c] for c in CLASSES], expected, rtol=1e-4, atol=1e-6)
+        assert o.label == CLASSES[int(np.argmax(expected))]
+        assert o.confidence == pytest.approx(max(o.probabilities.values()))
+        valence, arousal = valence_arousal(CLASSES, np.array([o.probabilities[c] for c in CLASSES]))
+        assert (o.valence, o.arousal) == pytest.approx((valence, arousal))
+        jsonschema.validate(_as_event(o), EVENT_JSON_SCHEMA)
+    assert len({o.label for o, _ in accepted}) >= 1 and len({round(o.valence, 6) for o, _ in accepted}) > 1
     with pytest.raises(EdgeError, match="expected 3"):
         ClassifierEstimator(lambda v: [1.0, 0.0], ["a", "b", "c"]).classify(_features())
 
@@ -246,15 +308,10 @@ def test_offline_extraction_reproduces_the_live_windows_exactly():
     signal = MuseSignal(SimulatorConfig(seed=9, blinks_per_min=6)).next(int(FS * 20))
     times = 100.0 + np.arange(len(signal)) / FS
     offline = extract_recording_features(signal, times, LABELS, FS)
-    live = EEGPipeline(clock=lambda: 0.0)
+    live = EEGPipeline()
     live.set_stream(LABELS, FS)
-
-    class Chunk:  # what LSLSource.read returns, 12 samples at a time
-        def __init__(self, t, d):
-            self.timestamps, self.data, self.received, self.gaps, self.new_stream = t, d, 0.0, [], False
-
     online = []
-    for start in range(0, len(signal), 12):
+    for start in range(0, len(signal), 12):  # what LSLSource.read returns, 12 samples at a time
         online += live.analyse_chunk(Chunk(times[start:start + 12], signal[start:start + 12]))
     assert len(offline) == len(online) == 33
     for a, b in zip(offline, online):

@@ -1,4 +1,4 @@
-"""Run an exported EEG model (from `emotion-export train-eeg`) as the pipeline's classifier.
+"""Run an exported EEG model (from `emotion-export train-eeg`) as the EEG analyzer's classifier.
 
 Two kinds of model, told apart by the manifest's `preprocessing.input`:
 - "de": a dense network on the window's differential-entropy features (`FeatureSet.vector("de")`,
@@ -6,9 +6,10 @@ Two kinds of model, told apart by the manifest's `preprocessing.input`:
 - "window": TSception on the filtered window itself, resampled from the stream rate to the
   model rate (FFT resampling, `resample_window`) and divided by `scale_uv`, shaped
   (channels, samples, 1) with the channels in the manifest's order.
-The pipeline hands a classifier only the FeatureSet, so "window" models need the filtered window
-in `features.extra["filtered"]` (and the stream rate in `extra["rate"]`); `WindowPipeline` puts
-them there. Only numpy and the project's backends run here: no TensorFlow on the device.
+A classifier is handed only the FeatureSet, so "window" models read the filtered window from
+`features.extra["filtered"]` (and the stream rate from `extra["rate"]`), where the chain
+(`edge.eeg.pipeline.EEGPipeline`) puts them. Only numpy and the project's backends run here: no
+TensorFlow on the device.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 from edge.backends import open_model
 from edge.eeg.config import EEGConfig
 from edge.eeg.estimator import ClassifierEstimator
-from edge.eeg.pipeline import EEGPipeline, WindowResult
+from edge.eeg.pipeline import EEGPipeline
 from edge.errors import EdgeError
 from edge.manifest import load_manifest
 
@@ -108,8 +109,8 @@ class EEGModelClassifier(ClassifierEstimator):
             return de_input(features.vector(self.feature_kind), self.preprocessing)
         filtered = features.extra.get("filtered")
         if filtered is None:
-            raise EdgeError("this EEG model (TSception) classifies the filtered window, which the pipeline did "
-                            "not pass on; run it in edge.eeg.classifier.WindowPipeline")
+            raise EdgeError("this EEG model (TSception) classifies the filtered window, which was not passed "
+                            "on; give it windows from edge.eeg.pipeline.EEGPipeline")
         return window_input(filtered, float(features.extra["rate"]), self.preprocessing)
 
     def classify(self, features):
@@ -130,7 +131,7 @@ class EEGModelClassifier(ClassifierEstimator):
 def load_eeg_classifier(artifact: str | Path, backend: str = "auto", threads: int = 1,
                         providers: Sequence[str] | None = None, cache_dir: str | Path | None = None
                         ) -> EEGModelClassifier:
-    """Open an EEG artifact (its manifest beside it) and wrap it as the pipeline's classifier."""
+    """Open an EEG artifact (its manifest beside it) and wrap it as the analyzer's classifier."""
     manifest = load_manifest(artifact)
     if manifest.data.get("modality") != "eeg":
         raise EdgeError(f"{manifest.path} is a {manifest.data.get('modality')!r} model, not an EEG one; point "
@@ -140,14 +141,6 @@ def load_eeg_classifier(artifact: str | Path, backend: str = "auto", threads: in
     return EEGModelClassifier(model, preprocessing, list(manifest.labels), manifest.model_id, manifest.sha256)
 
 
-class WindowPipeline(EEGPipeline):
-    """EEGPipeline that also hands the filtered window (and stream rate) to the classifier.
-
-    Needed by "window" (TSception) models while EEGPipeline keeps only features; harmless for others.
-    """
-
-    def _analyse(self, times, raw, filtered, bad, received) -> WindowResult:
-        result = super()._analyse(times, raw, filtered, bad, received)
-        result.features.extra["filtered"] = filtered
-        result.features.extra["rate"] = self._rate
-        return result
+# The chain itself hands window models their filtered window; this name stays only while export/eeg_data.py
+# and tests/test_train_eeg.py still import it.
+WindowPipeline = EEGPipeline
