@@ -30,6 +30,17 @@ restored from persistence after the device went off), so on MQTT 5 the retained 
 carry a Message Expiry Interval of `retained_expiry_s` and are refreshed every third of it. The retained
 health message (no expiry) has a `timestamp` heartbeat: on 3.1.1, where nothing expires, hubs compare it
 with the health interval.
+
+Each modality also has a retained `<modality>/availability`, online only while its input runs (the
+source's state in the health report, `running` and not paused); it starts offline, so a previous run's
+retained state is never shown as live. While a modality is online its latest state is re-sent with each
+health report, so Home Assistant's `expire_after` only fires when nothing refreshes it.
+
+Controls: the publisher subscribes to its own `<prefix>/<device>/set/#` and nothing else of the device
+tree, so a command for another device never reaches it; each command goes through `Controls.apply`, a
+refused one is logged once per (key, reason) and changes nothing, and the retained `controls` topic
+echoes every control's value whenever one changes. A demo (`mqtt.demo`) empties its discovery configs and
+retained topics when it stops, so Home Assistant removes the device.
 """
 
 from __future__ import annotations
@@ -53,7 +64,7 @@ from ..errors import EdgeError
 from ..events import MODALITIES, Event, utc_timestamp
 from ..health import cpu_temperature_c
 from ..logsummary import Repeats
-from .discovery import discovery_messages
+from .discovery import DeviceInfo, discovery_messages
 from .settings import ENV_PASSWORD, ENV_USERNAME, MqttConfig
 from .spool import SPOOL_FILENAME, Spool
 from .topics import Topics
@@ -125,7 +136,8 @@ class _Client(paho.Client):
 class MqttPublisher:
     """Thread-safe publisher shared by all pipelines of one device."""
 
-    def __init__(self, config: MqttConfig, device_id: str, modalities: list[str], spool_dir: Path):
+    def __init__(self, config: MqttConfig, device_id: str, modalities: list[str], spool_dir: Path,
+                 info: DeviceInfo | None = None, controls=None):
         config.validate()
         if not device_id or any(c in device_id for c in "/+#\0"):
             raise EdgeError(f"device id {device_id!r} is used as an MQTT topic level: it must be non-empty "
@@ -137,6 +149,15 @@ class MqttPublisher:
         self.device_id = device_id
         self.modalities = list(modalities)
         self.topics = Topics(config.topic_prefix, device_id)
+        self.info = info or DeviceInfo(device_id, tuple(modalities), name=config.device_name,
+                                       area=config.suggested_area, demo=config.demo,
+                                       expire_after_s=config.expire_after_s or 60,
+                                       track_events=config.ha_track_events)
+        self.controls = controls  # edge.controls.Controls, or None: no command subscription
+        self._available = {modality: False for modality in self.modalities}  # per-modality availability
+        self._electrodes: tuple[str, ...] = ()  # EEG electrodes the health named (their quality entities)
+        self._cpu_temperature = cpu_temperature_c() is not None
+        self._controls_shown: str | None = None  # the controls payload last published
         self.spool = Spool(Path(spool_dir) / SPOOL_FILENAME, config.spool_max_events, config.spool_max_bytes)
         self._protocol = "5" if config.protocol in ("5", "auto") else "3.1.1"
         self._client: paho.Client | None = None
@@ -216,7 +237,11 @@ class MqttPublisher:
         self._apply_settled()
         client = self._client
         if client is not None and self.is_connected():
-            info = client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
+            for modality in self.modalities:
+                client.publish(self.topics.modality_availability(modality), OFFLINE, qos=1, retain=True)
+            if self.info.demo:
+                self._remove_demo(client)
+            info = client.publish(self.topics.availability, "" if self.info.demo else OFFLINE, qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout=2.0)
             except (RuntimeError, ValueError) as exc:
@@ -324,6 +349,10 @@ class MqttPublisher:
         self._publish_retained(client, discovery=self.config.discovery)
         if self.config.discovery:
             client.subscribe(f"{self.config.discovery_prefix}/status", qos=1)
+        if self.controls is not None:
+            self._controls_shown = None
+            self._echo_controls(client)
+            client.subscribe(self.topics.commands, qos=1)
         self._first_outcome.set()
         self._wake.set()
 
@@ -434,6 +463,52 @@ class MqttPublisher:
         if message.topic == f"{self.config.discovery_prefix}/status" and message.payload.strip() == b"online":
             log.info("Home Assistant came online; re-sending discovery")
             self._publish_retained(client, discovery=True)
+            return
+        key = self.topics.command_key(message.topic)
+        if key is None or self.controls is None or message.retain:
+            return  # a retained command would replay at every reconnect: only live commands count
+        try:
+            text = message.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        reason = "payload is not UTF-8 text" if text is None else self.controls.apply(key, text)
+        if reason is not None:
+            self._repeats.note(("control", key, reason), logging.WARNING,
+                               "refused the command on %s: %s", message.topic, reason)
+            return
+        log.info("control %s set to %s", key, text.strip()[:40])
+        self._echo_controls(client)
+
+    def _echo_controls(self, client: paho.Client) -> None:
+        """The retained controls topic, published when a value changed (a pause takes effect on the worker's
+        thread, so this is also checked with every health report)."""
+        if self.controls is None:
+            return
+        payload = json.dumps(self.controls.state(), separators=(",", ":"), sort_keys=True)
+        with self._lock:
+            if payload == self._controls_shown:
+                return
+            self._controls_shown = payload
+        client.publish(self.topics.controls, payload, qos=1, retain=True)
+
+    def _publish_availability(self, client: paho.Client, modalities) -> None:
+        expiry = self._expiry()
+        with self._lock:
+            values = {modality: self._available[modality] for modality in modalities}
+        for modality, online in values.items():
+            client.publish(self.topics.modality_availability(modality), ONLINE if online else OFFLINE, qos=1,
+                           retain=True, properties=expiry)
+
+    def _remove_demo(self, client: paho.Client) -> None:
+        """Empty the demo's discovery configs and retained topics: HA removes the entities and the device."""
+        for topic, payload in discovery_messages(self.info, self.topics, self.config.discovery_prefix,
+                                                 self._electrodes, self._cpu_temperature, remove=True):
+            client.publish(topic, payload, qos=1, retain=True)
+        for topic in [self.topics.health, self.topics.controls,
+                      *(self.topics.state(m) for m in self.modalities),
+                      *(self.topics.modality_availability(m) for m in self.modalities)]:
+            client.publish(topic, "", qos=1, retain=True)
+        log.info("demo device removed from Home Assistant (empty discovery configs)")
 
     def _expiry(self) -> Properties | None:
         """MQTT 5 Message Expiry Interval for retained liveness messages (None on 3.1.1 or when disabled)."""
@@ -448,6 +523,7 @@ class MqttPublisher:
         expiry so they never lapse while the device runs."""
         expiry = self._expiry()
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True, properties=expiry)
+        self._publish_availability(client, self.modalities)
         if discovery:
             self._publish_discovery(client)
         with self._lock:
@@ -458,8 +534,8 @@ class MqttPublisher:
             client.publish(self.topics.state(modality), payload, qos=1, retain=True, properties=expiry)
 
     def _publish_discovery(self, client: paho.Client) -> None:
-        for topic, payload in discovery_messages(self.device_id, self.modalities, self.topics,
-                                                 self.config.discovery_prefix):
+        for topic, payload in discovery_messages(self.info, self.topics, self.config.discovery_prefix,
+                                                 self._electrodes, self._cpu_temperature):
             client.publish(topic, payload, qos=1, retain=True)
         with self._lock:
             self._counters["discovery_published"] += 1
@@ -599,7 +675,45 @@ class MqttPublisher:
             client.publish(self.topics.health, json.dumps(payload, separators=(",", ":")), qos=0, retain=True)
             with self._lock:
                 self._counters["health_published"] += 1
+            self._follow_health(client, metrics)
         return payload
+
+    def _follow_health(self, client: paho.Client, metrics: dict[str, Any]) -> None:
+        """Per-modality availability from the sources' states, the states of running modalities refreshed
+        (HA's expire_after), EEG electrode entities as the stream names them, and the controls echo."""
+        available = {}
+        for modality in self.modalities:
+            part = metrics.get(modality)
+            if modality == "fused":
+                continue
+            state = part.get("camera_state", part.get("source_state")) if isinstance(part, dict) else None
+            available[modality] = state == "running" and not part.get("paused", False)
+        if "fused" in self.modalities:
+            available["fused"] = any(available.values())
+        eeg = metrics.get("eeg") if isinstance(metrics.get("eeg"), dict) else {}
+        electrodes = tuple(eeg.get("electrodes") or ()) if "eeg" in self.modalities else ()
+        with self._lock:
+            changed = [m for m, online in available.items() if self._available.get(m) != online]
+            self._available.update(available)
+            states = [(m, self._states[m]) for m, online in available.items() if online and m in self._states]
+            rediscover = bool(electrodes) and electrodes != self._electrodes
+            if rediscover:
+                self._electrodes = electrodes
+        if changed:
+            log.info("availability: %s", ", ".join(f"{m} {'online' if available[m] else 'offline'}"
+                                                   for m in changed))
+            self._publish_availability(client, changed)
+        expiry = self._expiry()
+        for modality, payload in states:
+            client.publish(self.topics.state(modality), payload, qos=1, retain=True, properties=expiry)
+        if rediscover and self.config.discovery:
+            self._publish_discovery(client)
+        self._echo_controls(client)
+
+    def availability(self) -> dict[str, bool]:
+        """Each modality's availability as last published."""
+        with self._lock:
+            return dict(self._available)
 
     def is_connected(self) -> bool:
         with self._lock:

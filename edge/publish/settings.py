@@ -32,6 +32,11 @@ class MqttConfig:
     qos: int = 1  # QoS of event messages; 1 gives at-least-once delivery through the spool
     discovery: bool = True  # publish Home Assistant MQTT discovery configs
     discovery_prefix: str = "homeassistant"  # HA's discovery prefix; HA announces itself on <prefix>/status
+    device_name: str = ""  # the device's name in Home Assistant; empty means device.id
+    suggested_area: str = ""  # the HA area a new device is put in ("Living room"); empty leaves it unassigned
+    expire_after_s: int = 0  # HA marks a value unavailable this long after its last update; 0 = 3 health intervals + 30 s
+    ha_track_events: bool = False  # HA event entities also fire on face track_start/track_end (logbook churn)
+    demo: bool = False  # a demo device: named so in HA, and its HA entities are removed when the run ends
     spool_max_events: int = 100_000  # undelivered events kept on disk; past it the oldest are dropped
     spool_max_bytes: int = 64 * 1024 * 1024  # bytes of undelivered events kept on disk; past it the oldest are dropped
     max_inflight: int = 100  # events handed to the broker, not yet acknowledged (at most these repeat on reconnect)
@@ -93,6 +98,11 @@ class MqttConfig:
                                       "or remove mqtt.tls_insecure")
         if self.uses_tls:
             self._check_tls_files(bad)
+        if int(self.expire_after_s) < 0:
+            raise bad("expire_after_s", f"must be 0 (automatic) or more seconds, not {self.expire_after_s}")
+        for key in ("device_name", "suggested_area"):
+            if len(getattr(self, key)) > 64 or any(ord(c) < 32 for c in getattr(self, key)):
+                raise bad(key, "must be at most 64 printable characters")
         for key in ("connect_timeout_s", "drain_timeout_s"):
             if getattr(self, key) < 0:
                 raise bad(key, f"must not be negative, not {getattr(self, key)}")

@@ -11,9 +11,24 @@ class Topics:
         self.base = f"{prefix}/{device_id}"
         self.availability = f"{self.base}/availability"
         self.health = f"{self.base}/health"
+        self.controls = f"{self.base}/controls"  # retained echo of every control's current value
+        self.commands = f"{self.base}/set/#"  # the only subscription: commands for this device
 
     def event(self, modality: str) -> str:
         return f"{self.base}/{modality}/event"
 
     def state(self, modality: str) -> str:
         return f"{self.base}/{modality}/state"
+
+    def modality_availability(self, modality: str) -> str:
+        """online while that modality's input runs; offline when it is lost, ended or switched off."""
+        return f"{self.base}/{modality}/availability"
+
+    def command(self, key: str) -> str:
+        return f"{self.base}/set/{key}"
+
+    def command_key(self, topic: str) -> str | None:
+        """The control key of a command topic of this device, or None for any other topic."""
+        head = f"{self.base}/set/"
+        key = topic[len(head):] if topic.startswith(head) else ""
+        return key if key and "/" not in key else None
