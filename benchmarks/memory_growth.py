@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     with open(out_path, "w") as out, open(err_path, "w") as err:
         runtime = subprocess.Popen(command, stdout=out, stderr=err, cwd=args.code, env=env)
     started = time.monotonic()
+    code_version = describe(args.code)  # now: a shared tree may change while the run goes on
     samples: list[dict] = []
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -285,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
                   "malloc_arena_max": args.malloc_arena_max, "face": not args.no_face, "voice": not args.no_voice,
                   "eeg": not args.no_eeg, "video": "edge.demo 640x480 MJPG 15 fps, realtime, loop",
                   "python": platform.python_version(), "workdir": str(work),
-                  "code": str(args.code), "git": describe(args.code)},
+                  "code": str(args.code), "git_at_start": code_version},
         "exit_code": runtime.returncode,
         "events_printed": count_lines(out_path), "events_at_hub": len(hub.messages),
         "runtime_stderr_tail": err_path.read_text(errors="replace")[-1500:],
