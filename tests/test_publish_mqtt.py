@@ -99,8 +99,12 @@ def test_events_state_health_availability_topics(broker, tmp_path):
         time.sleep(0.3)
         by_topic = {m.topic: m for m in late.messages}
         late.close()
-        assert set(by_topic) == {f"{PREFIX}/availability", f"{PREFIX}/face/state", f"{PREFIX}/health"}
+        assert set(by_topic) == {f"{PREFIX}/availability", f"{PREFIX}/face/state", f"{PREFIX}/health",
+                                 f"{PREFIX}/face/availability", f"{PREFIX}/voice/availability"}
         assert by_topic[f"{PREFIX}/availability"].payload == b"online"
+        # the health named no running camera: the face's own availability stays offline
+        assert by_topic[f"{PREFIX}/face/availability"].payload == by_topic[f"{PREFIX}/voice/availability"].payload \
+            == b"offline"
         assert all(m.retain for m in by_topic.values())
         assert json.loads(by_topic[f"{PREFIX}/face/state"].payload)["label"] == "happy"
         health_body = json.loads(by_topic[f"{PREFIX}/health"].payload)
