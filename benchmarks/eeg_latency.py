@@ -103,7 +103,8 @@ def main(argv=None) -> int:
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2))
     os.replace(tmp, out)
-    print(f"EEG latency over {args.seconds:g} s, {len(processing)} observations (window {config.window_s:g} s, hop {config.hop_s:g} s)")
+    print(f"EEG latency over {args.seconds:g} s, {len(processing)} observations "
+          f"(window {config.window_s:g} s, hop {config.hop_s:g} s)")
     print(f"{'measure':<22}{'median ms':>11}{'p95 ms':>9}{'max ms':>9}")
     for name in ("processing", "capture_to_observation"):
         s = result[name]
