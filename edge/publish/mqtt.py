@@ -481,7 +481,7 @@ class MqttPublisher:
 
     def _echo_controls(self, client: paho.Client) -> None:
         """The retained controls topic, published when a value changed (a pause takes effect on the worker's
-        thread, so this is also checked with every health report)."""
+        thread, so the sender thread checks again every 0.5 s)."""
         if self.controls is None:
             return
         payload = json.dumps(self.controls.state(), separators=(",", ":"), sort_keys=True)
@@ -490,6 +490,12 @@ class MqttPublisher:
                 return
             self._controls_shown = payload
         client.publish(self.topics.controls, payload, qos=1, retain=True)
+
+    def _echo_controls_if_connected(self) -> None:
+        """A switched pause shows within the sender's wake-up (0.5 s), not only with the next health report."""
+        client = self._client
+        if self.controls is not None and client is not None and self.is_connected():
+            self._echo_controls(client)
 
     def _publish_availability(self, client: paho.Client, modalities) -> None:
         expiry = self._expiry()
@@ -555,6 +561,7 @@ class MqttPublisher:
                 self._apply_settled()
                 self._refresh_retained()
                 self._submit_ready()
+                self._echo_controls_if_connected()
             except Exception:  # a long-running loop must survive; the spool still holds the events
                 log.exception("MQTT sender error; retrying")
                 time.sleep(0.5)
