@@ -115,7 +115,7 @@ def test_home_assistant_sees_truthful_entities_presence_diagnostics_and_controls
             assert {"face_emotion", "face_valence", "face_arousal", "face_presence", "face_count", "face_event",
                     "eeg_valence", "eeg_arousal", "fused_emotion", "fused_valence", "fused_arousal", "camera_privacy",
                     "face_enabled", "eeg_enabled", "face_score_threshold", "face_source", "eeg_source", "face_fps",
-                    "spool_depth", "eeg_quality_TP9", "eeg_quality_AF8"} <= ids
+                    "spool_depth", "eeg_quality_TP9", "eeg_quality_AF8", "face_reconnects", "eeg_reconnects"} <= ids
             assert not {"eeg_emotion", "voice_emotion", "voice_valence", "voice_source"} & ids, \
                 "no EEG emotion without calibrated labels, no voice entities without voice"
             face_emotion = configs[f"homeassistant/sensor/{DEVICE}/face_emotion/config"]

@@ -10,7 +10,7 @@ a row only when it changes:
   state's timestamp and confidence would make every update a recorder row;
 - presence for the camera: an occupancy `binary_sensor` "Face in view" and a "Faces in view" count;
 - diagnostics (entity_category diagnostic) from the health topic: fps, inference time, dropped frames,
-  per-source connectivity, EEG signal quality per electrode (once the stream named its electrodes),
+  per-source connectivity and reconnects, EEG signal quality per electrode (once the stream named its electrodes),
   spool depth, MQTT reconnects, and CPU temperature only on a board that reports one;
 - controls (entity_category config): a switch or number per `edge.controls` control, commanded on
   `<prefix>/<device>/set/<key>` and echoed on the retained `<prefix>/<device>/controls`.
@@ -193,6 +193,11 @@ def _diagnostics(info: DeviceInfo, topics: Topics, expire: int, electrodes: tupl
             "value_template": (f"{{% set s = {_health(modality, key)} %}}"
                                "{{ 'None' if s is none else ('ON' if s == 'running' else 'OFF') }}")},
             modality in published)
+    for modality, (_, title) in SOURCES.items():
+        key = "camera_reconnects" if modality == "face" else "source_reconnects"
+        add("sensor", f"{modality}_reconnects", {
+            "name": f"{title} reconnects", "state_class": "total_increasing", "icon": "mdi:restart",
+            "value_template": _number(_health(modality, key), digits=0)}, modality in published)
     shown = set(electrodes) if "eeg" in published else set()
     for electrode in dict.fromkeys((*KNOWN_ELECTRODES, *electrodes)):
         path = f"((value_json.get('eeg') or {{}}).get('electrodes') or {{}}).get('{electrode}')"
