@@ -140,7 +140,8 @@ def _modality_entities(modality: str, info: DeviceInfo, topics: Topics, expire: 
     for key, icon in (("valence", "mdi:emoticon-happy-outline"), ("arousal", "mdi:lightning-bolt-outline")):
         entities.append(("sensor", f"{modality}_{key}", {
             "name": f"{title} {key}", "icon": icon, "state_topic": state,
-            "value_template": f"{{{{ value_json.{key} }}}}", "state_class": "measurement",
+            # two decimals, as HA shows them: a drift in the fourth is no new recorder row
+            "value_template": _number(f"value_json.{key}"), "state_class": "measurement",
             "suggested_display_precision": 2, "expire_after": expire}, modality))
     kinds = ["emotion", "track_start", "track_end"] if info.track_events and modality == "face" else ["emotion"]
     entities.append(("event", f"{modality}_event", {
