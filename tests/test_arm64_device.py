@@ -42,7 +42,9 @@ def _config(work: Path, models: Path, port: int, device: str) -> dict:
         "device": {"id": device, "data_dir": str(work / f"data-{device}"), "health_interval_s": 5.0},
         "camera": {"source": str(work / "faces.avi"), "on_end": "stop", "realtime": False},
         "face": {"models": str(models / "face")},
-        "voice": {"enabled": True, "source": "file", "models": str(models / "voice")},
+        # label_threshold 0: the model names its label on every window (by default it never does on plain speech),
+        # so the voice label sequences of both architectures can be compared
+        "voice": {"enabled": True, "source": "file", "models": str(models / "voice"), "label_threshold": 0.0},
         "audio_file": {"path": str(work / "speech.wav"), "realtime": False},
         "eeg": {"enabled": True},
         "lsl": {"name": f"muse-{device}"},
