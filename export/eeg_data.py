@@ -1,7 +1,7 @@
 """EEG training data: the project's own recordings, DREAMER and SEED, cut into device windows.
 
 Every source becomes `Piece`s (continuous signal in Muse channel order, with labelled `Span`s) and
-goes through the device's own chain (`edge.eeg.classifier.WindowPipeline`: filters, 4 s windows,
+goes through the device's own chain (`edge.eeg.pipeline.EEGPipeline`: filters, 4 s windows,
 quality checks, DE features), so a model trains on the numbers it will see on the headband.
 Windows the device would reject (blinks, jaw, flat, saturated) are left out, as on the device.
 
@@ -35,8 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from edge.eeg import MUSE_CHANNELS
-from edge.eeg.classifier import WindowPipeline, window_input
+from edge.eeg.classifier import window_input
 from edge.eeg.config import EEGConfig
+from edge.eeg.pipeline import EEGPipeline
 from edge.eeg.recorder import load_recording
 from edge.errors import EdgeError
 
@@ -267,7 +268,7 @@ class _Chunk:
 
 def piece_windows(piece: Piece, config: EEGConfig, block: int = 256):
     """WindowResults of a piece through the device chain (gaps restart filters as live)."""
-    pipeline = WindowPipeline(config, clock=lambda: 0.0)
+    pipeline = EEGPipeline(config)
     pipeline.set_stream(piece.channels, piece.rate)
     steps = np.diff(piece.timestamps, prepend=piece.timestamps[0])
     for start in range(0, len(piece.timestamps), block):

@@ -14,8 +14,10 @@ import pylsl
 import pytest
 
 from edge.eeg import MUSE_CHANNELS
-from edge.eeg.classifier import WindowPipeline, load_eeg_classifier, resample_window
+from edge.eeg.analyzer import EEGAnalyzer
+from edge.eeg.classifier import load_eeg_classifier, resample_window
 from edge.eeg.config import EEGConfig
+from edge.eeg.pipeline import EEGPipeline
 from edge.eeg.recorder import (
     FORMAT,
     _write_json_atomic,
@@ -160,19 +162,22 @@ def test_group_split_keeps_trials_and_subjects_whole():
 
 
 def _device_run(model_dir, artifact, recording, keras_model):
-    """Events of the device pipeline over a recording, and the Keras model on the same windows."""
-    clf = load_eeg_classifier(model_dir / artifact)
-    pipeline = WindowPipeline(EEGConfig(), classifier=clf, clock=lambda: 0.0, model_id=clf.model_id)
-    pipeline.set_stream(recording.channels, recording.rate)
+    """The device's EEG analyzer over a recording (its classifier estimator), and the Keras model on the same
+    windows (from the same chain run beside it)."""
+    analyzer = EEGAnalyzer(EEGConfig(model=str(model_dir / artifact)), labels=recording.channels,
+                           rate=recording.rate)
+    clf = analyzer.classifier
+    chain = EEGPipeline(EEGConfig())
+    chain.set_stream(recording.channels, recording.rate)
     device, reference = [], []
     for start in range(0, len(recording.timestamps), 12):  # Muse-sized chunks, as live
         chunk = eeg_data._Chunk(recording.timestamps[start:start + 12], recording.data[start:start + 12], [])
-        for result in pipeline.analyse_chunk(chunk):
-            event = pipeline.make_event(result)
+        for observation, result in zip(analyzer.process(chunk), chain.analyse_chunk(chunk), strict=True):
             if result.rejected:
+                assert observation.probabilities is None
                 continue
-            assert event.model["estimator"] == "classifier" and event.model["id"] == clf.model_id
-            device.append([event.probabilities[label] for label in clf.labels])
+            assert observation.estimator == "classifier" and observation.model["id"] == clf.model_id
+            device.append([observation.probabilities[label] for label in clf.labels])
             reference.append(keras_model.predict(clf.prepare(result.features)[None], verbose=0)[0])
     return np.asarray(device), np.asarray(reference)
 
@@ -225,7 +230,7 @@ def test_train_export_and_run_on_device(sessions, tmp_path, model):
             assert p["model_rate_hz"] == 128.0 and p["samples"] == 512 and p["scale_uv"] > 0
     assert all(bar["passed"] for bar in report["bars"]), report["bars"]
 
-    # the device runtime: load_eeg_classifier + pipeline on a held-out live-style stream
+    # the device runtime: the EEG analyzer with the exported model on a held-out live-style stream
     keras_model = keras.models.load_model(out / f"{stem}.keras")
     recording = load_recording(sessions / "live")
     for artifact, exact in ((f"{stem}.fp32.tflite", True), (f"{stem}.fp32.onnx", True),

@@ -79,7 +79,7 @@ class EEGAnalyzer:
         else:
             self.estimator = "index"
         self.window_s = chain_config.window_s
-        self._chain = EEGPipeline(chain_config, clock=lambda: 0.0)
+        self._chain = EEGPipeline(chain_config)
         self.index = IndexEstimator(self.config)
         self._stream_set = False
         self._open = False

@@ -24,7 +24,6 @@ import numpy as np
 from edge.backends import open_model
 from edge.eeg.config import EEGConfig
 from edge.eeg.estimator import ClassifierEstimator
-from edge.eeg.pipeline import EEGPipeline
 from edge.errors import EdgeError
 from edge.manifest import load_manifest
 
@@ -140,7 +139,3 @@ def load_eeg_classifier(artifact: str | Path, backend: str = "auto", threads: in
     model = open_model(manifest, backend=backend, threads=threads, providers=providers, cache_dir=cache_dir)
     return EEGModelClassifier(model, preprocessing, list(manifest.labels), manifest.model_id, manifest.sha256)
 
-
-# The chain itself hands window models their filtered window; this name stays only while export/eeg_data.py
-# and tests/test_train_eeg.py still import it.
-WindowPipeline = EEGPipeline

@@ -15,8 +15,7 @@ arousal (used as an arousal estimate with the Emotiv frontal channels by Ramirez
 Both raw values differ a lot between people and electrode placements, so each is z-scored
 against a rolling per-user baseline (the last eeg.baseline_s seconds of clean windows) and squashed
 to [-1, 1] with tanh(z / eeg.squash_scale). Until eeg.warmup_s seconds of clean data are in the
-baseline the index has no value yet (warming_up = True; the analyzer reports None, the legacy event
-0). Values are raw per window: smoothing over time is the runtime's one smoother. The index therefore
+baseline the index has no value yet (warming_up = True; the analyzer reports None). Values are raw per window: smoothing over time is the runtime's one smoother. The index therefore
 says "more positive / more aroused than this user's recent state", not an absolute emotion.
 """
 

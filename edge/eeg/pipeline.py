@@ -37,8 +37,7 @@ class WindowResult:
 class EEGPipeline:
     """Filters, windows, checks and features for one stream: `set_stream`, then `analyse_chunk` per chunk."""
 
-    def __init__(self, config: EEGConfig | None = None, clock: object = None):
-        """`clock` is ignored; it stays only while edge/eeg/analyzer.py and export/eeg_data.py still pass it."""
+    def __init__(self, config: EEGConfig | None = None):
         self.config = (config or EEGConfig()).validate()
         self._columns: list[int] | None = None
         self._rate = 0.0
