@@ -34,7 +34,7 @@ class MqttConfig:
     discovery_prefix: str = "homeassistant"  # HA's discovery prefix; HA announces itself on <prefix>/status
     device_name: str = ""  # the device's name in Home Assistant; empty means device.id
     suggested_area: str = ""  # the HA area a new device is put in ("Living room"); empty leaves it unassigned
-    expire_after_s: int = 0  # HA marks a value unavailable this long after its last update; 0 = 3 health intervals + 30 s
+    expire_after_s: int = 0  # seconds without an update before HA shows unavailable; 0 = 3 health intervals + 30
     ha_track_events: bool = False  # HA event entities also fire on face track_start/track_end (logbook churn)
     demo: bool = False  # a demo device: named so in HA, and its HA entities are removed when the run ends
     spool_max_events: int = 100_000  # undelivered events kept on disk; past it the oldest are dropped
