@@ -19,16 +19,20 @@ import urllib.error
 import urllib.request
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from edge.bus import Bus, HealthReport
+from edge.controls import Controls
 from edge.errors import EdgeError
 from edge.events import Event, utc_timestamp
 from edge.fusion import Fusion
 from edge.observation import Observation
+from edge.sinks import RuntimeContext
 from edge.sinks import dashboard as dashboard_module
 from edge.sinks.dashboard import DashboardConfig, DashboardSink
+from edge.smoothing import SmoothingConfig
 from tests.browser import Browser, chromium
 from tests.mqtt_broker import broker_fixture, free_port  # noqa: F401
 
@@ -45,10 +49,10 @@ def dashboard():
     """Start a dashboard sink on a real bus: dashboard(**config) -> (sink, bus); both stopped at teardown."""
     started = []
 
-    def make(**overrides):
+    def make(controls=None, **overrides):
         values = dict(enabled=True, port=0, update_interval_s=0.2, history_s=10.0)
         values.update(overrides)
-        sink = DashboardSink(DashboardConfig(**values), device_id="kiosk-1")
+        sink = DashboardSink(DashboardConfig(**values), device_id="kiosk-1", controls=controls)
         bus = Bus()
         bus.subscribe(sink.name, sink.handle, sink.accepts, sink.queue_size)
         sink.start()
@@ -64,6 +68,15 @@ def dashboard():
 
 def get(url: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
     request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def post(url: str, payload: str, headers: dict | None = None, method: str = "POST") -> tuple[int, dict, bytes]:
+    request = urllib.request.Request(url, data=payload.encode(), headers=headers or {}, method=method)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, dict(response.headers), response.read()
@@ -279,7 +292,9 @@ def png_size(path: Path) -> tuple[int, int]:
 
 @needs_chromium
 def test_page_in_chromium_shows_the_published_values(dashboard, tmp_path):
-    sink, bus = dashboard(update_interval_s=0.2, history_s=10.0)
+    controls, workers = stub_controls()
+    workers["face"].paused = True  # the camera privacy switch on, as the screenshot shows it
+    sink, bus = dashboard(update_interval_s=0.2, history_s=10.0, controls=controls)
     with Browser(tmp_path / "chromium") as browser:
         page = browser.open(sink.url)
         page.wait_for("document.querySelector('#status').dataset.state === 'live'")
@@ -345,6 +360,11 @@ def test_page_in_chromium_shows_the_published_values(dashboard, tmp_path):
                              "r => [r.dataset.event, ...[...r.cells].slice(1).map(c => c.textContent)])")
         assert rows == [[e.id, e.modality, "emotion", e.track_id, e.label, f"{e.valence:.2f}", f"{e.arousal:.2f}"]
                         for e in reversed(events)]
+        switches = page.evaluate("[...document.querySelectorAll('#controls button[role=switch]')].map("
+                                 "b => [b.dataset.control, b.getAttribute('aria-checked'), b.textContent])")
+        assert switches == [["face_enabled", "false", "OFF"], ["voice_enabled", "true", "ON"],
+                            ["camera_privacy", "true", "ON"]]
+        assert page.evaluate("document.querySelector('[data-control=face_dwell_s]').value") == "0.5"
         assert page.errors() == []  # no script error and no Content-Security-Policy violation
 
         shot = page.screenshot(tmp_path / "dashboard.png")
@@ -361,6 +381,7 @@ def test_no_response_carries_images_or_audio(dashboard, tmp_path):
     with Browser(tmp_path / "chromium") as browser:
         page = browser.open(sink.url)
         page.wait_for("document.querySelector('[data-modality=face] [data-field=label]').textContent === 'happy'")
+        assert page.evaluate("document.querySelector('#controls').hidden") is True  # no runtime, no controls
         loaded = page.responses()
     urls = {response["url"] for response in loaded}
     assert {sink.url, sink.url + "app.js", sink.url + "style.css", sink.url + "api/events"} <= urls
@@ -500,3 +521,132 @@ def test_make_returns_the_sink_only_when_enabled_and_a_busy_port_is_one_line(das
     running, _ = dashboard()
     with pytest.raises(EdgeError, match=f"cannot listen on 127.0.0.1:{running.port} .*set dashboard.port"):
         DashboardSink(DashboardConfig(enabled=True, port=running.port)).start()
+
+
+class PausableWorker:
+    """What Controls drives on a runtime worker (edge.worker.Worker.pause/paused), without a camera."""
+
+    def __init__(self):
+        self.paused = False
+        self.analyzer = SimpleNamespace(detector=SimpleNamespace(score_threshold=0.5))
+        self.analyzer.detector.set_score_threshold = lambda value: setattr(self.analyzer.detector,
+                                                                           "score_threshold", value)
+
+    def pause(self, paused: bool) -> None:
+        self.paused = paused
+
+
+def stub_controls() -> tuple[Controls, dict]:
+    """The real Controls (its validation and ranges) over a runtime reduced to the attributes it reads."""
+    workers = {"face": PausableWorker(), "voice": PausableWorker()}
+    return Controls(SimpleNamespace(workers=workers, config=SimpleNamespace(smoothing=SmoothingConfig()))), workers
+
+
+def test_controls_apply_only_validated_same_origin_commands(dashboard):
+    controls, workers = stub_controls()
+    sink, bus = dashboard(controls=controls)
+    base = f"http://127.0.0.1:{sink.port}"
+    same_origin = {"Origin": base, "Content-Type": "text/plain"}
+    shown = {c["key"]: c for c in state(sink)["controls"]}
+    assert list(shown) == ["face_enabled", "voice_enabled", "camera_privacy", "face_score_threshold",
+                           "face_min_confidence", "face_dwell_s"]
+    assert shown["camera_privacy"] == {"key": "camera_privacy", "kind": "switch", "name": "Camera privacy",
+                                       "value": "OFF", "minimum": 0.0, "maximum": 1.0, "step": 0.01, "unit": ""}
+    assert shown["face_score_threshold"]["value"] == 0.5 and shown["face_score_threshold"]["minimum"] == 0.05
+
+    refused = [  # a page elsewhere (CSRF), no Origin, a bad value, an unknown key, another method: nothing changes
+        (post(f"{base}/api/controls/camera_privacy", "ON", {"Origin": "http://evil.example"}), 403),
+        (post(f"{base}/api/controls/camera_privacy", "ON", {"Origin": "null"}), 403),
+        (post(f"{base}/api/controls/camera_privacy", "ON"), 403),
+        (post(f"{base}/api/controls/camera_privacy", "ON", {"Origin": base.replace("127.0.0.1", "localhost")}), 403),
+        (post(f"{base}/api/controls/camera_privacy", "maybe", same_origin), 400),
+        (post(f"{base}/api/controls/face_score_threshold", "1.5", same_origin), 400),
+        (post(f"{base}/api/controls/face_score_threshold", "nan", same_origin), 400),
+        (post(f"{base}/api/controls/face_score_threshold", "0.3" * 30, same_origin), 400),
+        (post(f"{base}/api/controls/lights", "ON", same_origin), 404),
+        (get(f"{base}/api/controls/camera_privacy"), 405),
+        (post(f"{base}/api/controls/camera_privacy", "ON", same_origin, method="PUT"), 405),
+    ]
+    assert [status for (status, _, _), _ in refused] == [expected for _, expected in refused]
+    assert json.loads(refused[5][0][2]) == {"error": "face_score_threshold must be between 0.05 and 0.95, not '1.5'"}
+    assert refused[9][0][1]["Allow"] == "POST"
+    assert not workers["face"].paused and workers["face"].analyzer.detector.score_threshold == 0.5
+    assert controls.state()["camera_privacy"] == "OFF"
+
+    assert post(f"{base}/api/controls/camera_privacy", "ON", same_origin)[0] == 204
+    assert workers["face"].paused and state(sink)["controls"][2]["value"] == "ON"
+    assert post(f"{base}/api/controls/face_score_threshold", " 0.35\n", same_origin)[0] == 204
+    assert workers["face"].analyzer.detector.score_threshold == 0.35
+    snapshots = read_stream(sink, 0.5)  # open pages get the new values with the next push
+    assert {c["key"]: c["value"] for c in snapshots[-1]["controls"]}["face_score_threshold"] == 0.35
+    assert post(f"{base}/api/controls/camera_privacy", "off", same_origin)[0] == 204 and not workers["face"].paused
+
+
+def test_controls_need_the_token_and_are_absent_without_a_runtime(dashboard):
+    controls, workers = stub_controls()
+    sink, bus = dashboard(controls=controls, host="0.0.0.0", token=TOKEN)
+    base = f"http://127.0.0.1:{sink.port}"
+    url, origin = f"{base}/api/controls/voice_enabled", {"Origin": base}
+    assert post(url, "OFF", origin)[0] == 401
+    assert post(f"{url}?token=wrong-{TOKEN}", "OFF", origin)[0] == 401
+    assert post(url, "OFF", {**origin, "Authorization": "Bearer " + TOKEN[:-1]})[0] == 401
+    assert not workers["voice"].paused
+    assert post(url, "OFF", {"Authorization": f"Bearer {TOKEN}"})[0] == 403  # the token alone is not enough
+    assert post(url, "OFF", {**origin, "Authorization": f"Bearer {TOKEN}"})[0] == 204 and workers["voice"].paused
+
+    plain, _ = dashboard()  # built without a runtime (context None): no controls section, nothing to POST to
+    assert state(plain)["controls"] is None
+    plain_base = f"http://127.0.0.1:{plain.port}"
+    assert post(f"{plain_base}/api/controls/camera_privacy", "ON", {"Origin": plain_base})[0] == 404
+    from edge.config import AppConfig
+
+    config = AppConfig({"dashboard": DashboardConfig(enabled=True)})
+    made = dashboard_module.make(config, RuntimeContext(("face",), {}, controls))
+    assert made.state.controls is controls
+    assert dashboard_module.make(config, RuntimeContext(("face",), {}, None)).state.controls is None
+
+
+@needs_chromium
+def test_camera_privacy_switch_in_chromium_pauses_the_runtimes_camera(broker, face_models, demo_video, tmp_path):
+    port = free_port()
+    config = runtime_config(tmp_path, face_models, demo_video, broker.port, camera={"realtime": True, "on_end": "loop"},
+                            dashboard={"enabled": True, "port": port, "update_interval_s": 0.5})
+    process = start_runtime(tmp_path, config)
+    base = f"http://127.0.0.1:{port}/"
+
+    def health(key):
+        if process.poll() is not None:
+            raise AssertionError(f"the runtime exited {process.returncode}:\n{output(process)[1][-2000:]}")
+        try:
+            snapshot = json.loads(get(base + "api/state")[2])
+        except (OSError, ValueError):
+            return None
+        rows = dict(map(tuple, (snapshot["health"] or {}).get("rows", [])))
+        return rows.get(key), {c["key"]: c["value"] for c in snapshot["controls"] or []}
+
+    try:
+        assert wait_for(lambda: (health("face.paused") or (None,))[0] is False, timeout=120), output(process)[1][-2000:]
+        with Browser(tmp_path / "chromium") as browser:
+            page = browser.open(base)
+            switch = "document.querySelector('#controls [data-control=camera_privacy]')"
+            page.wait_for(f"{switch}.getAttribute('aria-checked') === 'false'")
+            assert page.evaluate("document.querySelector('#controls').hidden") is False
+            page.evaluate(f"{switch}.click()")
+            assert wait_for(lambda: health("face.paused") == (True, health("face.paused")[1])
+                            and health("face.paused")[1]["camera_privacy"] == "ON", timeout=30)
+            page.wait_for(f"{switch}.getAttribute('aria-checked') === 'true' && {switch}.textContent === 'ON'")
+            threshold = "document.querySelector('#controls [data-control=face_score_threshold]')"
+            page.evaluate(f"{threshold}.value = '2'; {threshold}.dispatchEvent(new Event('change'))")
+            page.wait_for("document.querySelector('#control-error').textContent === "
+                          "\"face_score_threshold: face_score_threshold must be between 0.05 and 0.95, not '2'\"")
+            page.screenshot(tmp_path / "dashboard-controls.png")
+            page.evaluate(f"{switch}.click()")
+            assert wait_for(lambda: health("face.paused")[0] is False
+                            and health("face.paused")[1]["camera_privacy"] == "OFF", timeout=30)
+            assert health("face.paused")[1]["face_score_threshold"] != 2
+            assert page.evaluate(f"{threshold}.value") not in ("", "2")  # back to the device's value
+            refused = f"{base}api/controls/face_score_threshold: Failed to load resource: the server responded " \
+                      "with a status of 400 (Bad Request)"  # Chromium logs the refused command itself
+            assert [error for error in page.errors() if error != refused] == []
+    finally:
+        kill(process)

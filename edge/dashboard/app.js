@@ -237,6 +237,80 @@ function renderEvents() {
   }));
 }
 
+// Controls: the runtime's own validated commands (edge/controls.py); the server refuses what is out of range.
+let controlKeys = "";
+
+function showControlError(key, text) {
+  const box = document.getElementById("control-error");
+  box.textContent = text ? `${key}: ${text}` : "";
+  box.setAttribute("data-control", text ? key : "");
+}
+
+async function sendControl(key, payload) {
+  const headers = { "Content-Type": "text/plain" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  try {
+    // "same-origin" (not the document's no-referrer) so the browser sends the Origin header the server checks
+    const response = await fetch(`/api/controls/${encodeURIComponent(key)}`, {
+      method: "POST", body: String(payload), headers, referrerPolicy: "same-origin", cache: "no-store" });
+    if (response.status === 204) {
+      showControlError(key, "");
+      const fresh = await fetch(api("/api/state"), { cache: "no-store" });
+      if (fresh.ok) { state = await fresh.json(); render(); }
+      return;
+    }
+    let reason = `HTTP ${response.status}`;
+    try { reason = (await response.json()).error || reason; } catch (error) { /* not JSON: keep the status */ }
+    showControlError(key, reason);
+  } catch (error) {
+    showControlError(key, "the device did not answer");
+  }
+  renderControls(true);  // back to the device's value
+}
+
+function controlValue(c) {
+  return c.value === null || c.value === undefined ? DASH : String(c.value);
+}
+
+function buildControls(list) {
+  const box = document.getElementById("control-list");
+  box.replaceChildren();
+  for (const c of list) {
+    const item = el("label", { class: `control ${c.kind}` });
+    item.append(el("span", { class: "name" }, c.name));
+    if (c.kind === "switch") {
+      const button = el("button", { type: "button", role: "switch", "data-control": c.key });
+      button.addEventListener("click", () => {
+        sendControl(c.key, button.getAttribute("aria-checked") === "true" ? "OFF" : "ON");
+      });
+      item.append(button);
+    } else {
+      const input = el("input", { type: "number", min: c.minimum, max: c.maximum, step: c.step, "data-control": c.key });
+      input.addEventListener("change", () => sendControl(c.key, input.value));
+      item.append(input);
+      if (c.unit) item.append(el("span", { class: "unit" }, c.unit));
+    }
+    box.append(item);
+  }
+}
+
+function renderControls(force = false) {
+  const section = document.getElementById("controls");
+  const list = state.controls || [];
+  section.hidden = list.length === 0;
+  const keys = list.map((c) => `${c.key}:${c.kind}`).join(",");
+  if (keys !== controlKeys) { buildControls(list); controlKeys = keys; }
+  for (const c of list) {
+    const node = section.querySelector(`[data-control="${c.key}"]`);
+    if (c.kind === "switch") {
+      node.setAttribute("aria-checked", String(c.value === "ON"));
+      node.textContent = controlValue(c);
+    } else if (force || document.activeElement !== node) {  // never overwrite what someone is typing
+      node.value = c.value === null ? "" : String(c.value);
+    }
+  }
+}
+
 function renderHeader() {
   document.getElementById("device").textContent = state.device || "";
   const faces = state.presence.faces;
@@ -247,6 +321,7 @@ function renderHeader() {
 function render() {
   lastRender = performance.now();
   renderHeader();
+  renderControls();
   renderCards();
   renderCircumplex();
   renderTimeline("timeline-valence", "valence");

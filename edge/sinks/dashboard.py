@@ -10,6 +10,11 @@ address needs `dashboard.token`, checked on every data request (`?token=` or `Au
 Without a token, requests must name a loopback host, so a web page elsewhere cannot read the state
 through DNS rebinding. Static assets (the page, script and style that ship in the package) carry no data.
 
+When the runtime has controls (edge/controls.py: the camera privacy switch, the modality switches,
+the face thresholds), the page shows them and changes one with `POST /api/controls/<key>`; the command
+goes through the same validation as the Home Assistant one. A POST needs a same-origin `Origin` header
+(a page elsewhere cannot switch the camera back on with a form or fetch) and the token when one is set.
+
 Updates reach the page as Server-Sent Events: one snapshot is encoded at most every
 `update_interval_s`, only when something changed, and shared by every connected page; an idle
 stream gets a keep-alive comment. No data (None) stays null in the JSON; the page shows it as "—".
@@ -61,6 +66,8 @@ TIMELINE_POINTS = 300  # per modality, whatever history_s is
 MAX_SUBJECTS = 16  # per modality; the oldest is forgotten past this
 MAX_EVENTS = 30
 MAX_HEALTH_ROWS = 300
+MAX_COMMAND_BYTES = 64  # "ON", "OFF" or a number
+CONTROLS_PATH = "/api/controls/"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
@@ -279,9 +286,10 @@ def _event_view(event: Event) -> dict[str, Any]:
 class DashboardState:
     """What the page shows, kept bounded: newest observation per subject, timelines, health, last events."""
 
-    def __init__(self, config: DashboardConfig, device_id: str = ""):
+    def __init__(self, config: DashboardConfig, device_id: str = "", controls: Any = None):
         self.config = config
         self.device_id = device_id
+        self.controls = controls  # edge.controls.Controls with at least one control, or None
         self.resolution = config.history_s / TIMELINE_POINTS
         self.subjects: dict[str, dict[str, tuple[float, dict]]] = {}  # modality -> subject -> (monotonic seen, view)
         self.series: dict[str, _Series] = {}
@@ -347,7 +355,17 @@ class DashboardState:
             "timeline": {name: series.export(since) for name, series in self.series.items()},
             "health": health,
             "events": list(self.events),
+            "controls": self.controls_view(),
         }
+
+    def controls_view(self) -> list[dict[str, Any]] | None:
+        """Each control with its current value; None when the runtime has none (the page shows no section)."""
+        if self.controls is None:
+            return None
+        values = self.controls.state()
+        return [{"key": c.key, "kind": c.kind, "name": c.name, "value": values.get(c.key),
+                 "minimum": c.minimum, "maximum": c.maximum, "step": c.step, "unit": c.unit}
+                for c in self.controls]
 
 
 class _Server(ThreadingHTTPServer):
@@ -380,6 +398,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._serve(body=True)
 
+    def do_POST(self) -> None:
+        self._control(self.command)
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_POST
+
     def _send(self, status: int, content_type: str, payload: bytes, body: bool, cache: str = "no-store",
               extra: Mapping[str, str] | None = None) -> None:
         self.send_response(status)
@@ -411,6 +434,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(204)
             self.send_header("Cache-Control", "max-age=86400")
             return self.end_headers()
+        if url.path.startswith(CONTROLS_PATH):
+            return self._control(self.command)
         if url.path not in ("/api/state", "/api/events"):
             return self._refuse(404, "not found", body)
         if token and not self._authorized(url.query, token):
@@ -418,6 +443,50 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/api/state":
             return self._send(200, "application/json", sink.snapshot_json(), body)
         self._stream(body)
+
+    def _control(self, method: str) -> None:
+        """POST /api/controls/<key> with "ON"/"OFF" or a number: 204 applied, 400 refused (JSON reason)."""
+        sink = self.server.sink
+        sink.count("requests")
+        body = method != "HEAD"
+        url = urlsplit(self.path)
+        token = sink.config.secret()
+        if not token and not sink.host_allowed(self.headers.get("Host", "")):
+            return self._refuse(403, "this dashboard answers only to a loopback host name", body)
+        controls = sink.state.controls
+        key = url.path[len(CONTROLS_PATH):] if url.path.startswith(CONTROLS_PATH) else ""
+        if controls is None or key not in {control.key for control in controls}:
+            return self._refuse(404, "not found", body)
+        if method != "POST":
+            return self._refuse(405, "use POST", body, {"Allow": "POST"})
+        if token and not self._authorized(url.query, token):
+            return self._refuse(401, "missing or wrong dashboard token", body, {"WWW-Authenticate": "Bearer"})
+        origin = self.headers.get("Origin", "")
+        if origin != f"http://{self.headers.get('Host', '')}":  # no Origin, "null", or another site's page
+            return self._refuse(403, "a control needs a same-origin request (Origin header) from the dashboard "
+                                     "page", body)
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            return self._refuse(411, "send the command as a body with Content-Length", body)
+        if not 0 <= length <= MAX_COMMAND_BYTES:
+            return self._error(400, f"a command is at most {MAX_COMMAND_BYTES} bytes (ON, OFF or a number)")
+        try:
+            payload = self.rfile.read(length).decode("utf-8")
+        except UnicodeDecodeError:
+            return self._error(400, "the command is not UTF-8 text")
+        reason = controls.apply(key, payload)
+        if reason is not None:
+            return self._error(400, reason)
+        log.info("dashboard: %s set to %s", key, payload.strip()[:20])
+        sink.changed()
+        self.send_response(204)
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+
+    def _error(self, status: int, reason: str) -> None:
+        self.server.sink.count("refused")
+        self._send(status, "application/json", json.dumps({"error": reason}).encode(), True)
 
     def _authorized(self, query: str, token: str) -> bool:
         supplied = parse_qs(query).get("token", [""])[-1]
@@ -465,9 +534,10 @@ class DashboardSink:
     accepts = (Observation, Event, HealthReport)
     queue_size = 1000
 
-    def __init__(self, config: DashboardConfig, device_id: str = ""):
+    def __init__(self, config: DashboardConfig, device_id: str = "", controls: Any = None):
         self.config = config
-        self.state = DashboardState(config, device_id)
+        has_controls = controls is not None and any(True for _ in controls)
+        self.state = DashboardState(config, device_id, controls if has_controls else None)
         self.assets: dict[str, tuple[bytes, str]] = {}
         self.port: int | None = None
         self.closing = False
@@ -526,6 +596,11 @@ class DashboardSink:
     def health(self) -> dict[str, Any]:
         with self._push:
             return {"url": self.url if self.port else None, "clients": self._clients, **self._counters}
+
+    def changed(self) -> None:
+        """A control was applied: the next push carries its new value."""
+        with self._lock:
+            self._dirty = True
 
     def count(self, key: str) -> None:
         with self._push:
@@ -591,4 +666,4 @@ def make(config, context=None) -> DashboardSink | None:
     if section is None or not section.enabled:
         return None
     device = getattr(config, "device", None)
-    return DashboardSink(section, device_id=getattr(device, "id", ""))
+    return DashboardSink(section, device_id=getattr(device, "id", ""), controls=getattr(context, "controls", None))
