@@ -186,3 +186,13 @@ def test_discovery_and_topics_do_not_import_the_transport():
     assert done.returncode == 0 and int(done.stdout) > 0, done.stderr[-2000:]
     from edge.publish import mqtt, topics
     assert mqtt.Topics is topics.Topics is Topics
+
+
+def test_home_assistant_settings_are_validated():
+    from edge.errors import EdgeError
+
+    with pytest.raises(EdgeError, match=r"mqtt.expire_after_s must be 0 \(automatic\) or more seconds"):
+        MqttConfig(expire_after_s=-1).validate()
+    with pytest.raises(EdgeError, match="mqtt.device_name must be at most 64 printable characters"):
+        MqttConfig(device_name="x" * 65).validate()
+    MqttConfig(device_name="Living room", suggested_area="Living room", demo=True).validate()
