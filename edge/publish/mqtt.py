@@ -178,7 +178,7 @@ class MqttPublisher:
         self._counters = {"connects": 0, "reconnects": 0, "disconnects": 0, "events_spooled": 0,
                           "events_acked": 0, "events_rejected": 0, "states_published": 0,
                           "health_published": 0, "discovery_published": 0, "connect_failures": 0,
-                          "events_dropped_stopped": 0}
+                          "events_dropped_stopped": 0, "events_sent_unspooled": 0}
         self._last_error = ""
         self._state = "connecting"
         self._problem: tuple[str, str] | None = None  # (state, kind) of the connection problem last logged
@@ -625,7 +625,8 @@ class MqttPublisher:
     def publish_events(self, events: list[Event]) -> int:
         """Spool a batch of events in one SQLite transaction, in order, and deliver them as soon as possible;
         returns how many were stored. Same bounds and drops as `publish_event` (a full or failing disk drops the
-        batch, counted in `spool_drops`); much cheaper per event, so a sink thread should pass what it has."""
+        batch, counted in `spool_drops`, and sent at once without a spool row while the broker is connected, at most
+        once and possibly ahead of an older backlog); much cheaper per event, so a sink thread passes what it has."""
         if not events:
             return 0
         if self._closed:
@@ -637,10 +638,19 @@ class MqttPublisher:
                                events[-1].modality)
             return 0
         qos = self.config.qos
-        ids = self.spool.append_many([(self.topics.event(event.modality), event.to_json(), qos) for event in events])
+        messages = [(self.topics.event(event.modality), event.to_json(), qos) for event in events]
+        ids = self.spool.append_many(messages)
         stored = len(ids) - ids.count(None)
+        unspooled = [message for message, spool_id in zip(messages, ids) if spool_id is None]
+        client = self._client
+        sent = 0
+        if unspooled and client is not None and self.is_connected():
+            # The spool could not keep them (a full disk): sent now, at most once, rather than not at all.
+            for topic, payload, message_qos in unspooled:
+                sent += client.publish(topic, payload, qos=message_qos).rc == MQTTErrorCode.MQTT_ERR_SUCCESS
         with self._lock:
             self._counters["events_spooled"] += stored
+            self._counters["events_sent_unspooled"] += sent
         self._wake.set()
         return stored
 

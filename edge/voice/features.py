@@ -148,7 +148,7 @@ def dct_matrix(n_out: int = N_MFCC, n_in: int = N_MELS) -> np.ndarray:
     return basis
 
 
-@functools.lru_cache(maxsize=8)  # keyed by tuning too: 512 grew 8 MiB in 26 min (docs/reliability.md)
+@functools.lru_cache(maxsize=8)  # keyed by the estimated tuning too: kept small so it cannot grow the heap
 def chroma_filterbank(rate: int, n_fft: int = N_FFT, tuning: float = 0.0, n_chroma: int = N_CHROMA) -> np.ndarray:
     """librosa's chroma filters (ctroct 5, octwidth 2, L2 norm, base C); (n_chroma, bins)."""
     frequencies = np.linspace(0, rate, n_fft, endpoint=False)[1:]
