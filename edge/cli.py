@@ -176,7 +176,8 @@ def _run_in(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
 
     if args.demo:
         config = build_config({"camera": {"on_end": "stop", "realtime": True},
-                               "device": {"id": "demo", "health_interval_s": 2.0}})
+                               "device": {"id": "demo", "health_interval_s": 2.0},
+                               "mqtt": {"demo": True}})  # named a demo in Home Assistant, removed when it ends
         args.print_events = not args.pretty
     else:
         config = load_config(args.config)
