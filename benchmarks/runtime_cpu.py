@@ -8,8 +8,12 @@ percent of one core. Wall time is only the denominator: the runtime is paced by 
 
 "before" is the runtime at --before-commit (c40f03b, the last commit before the redesign) in a git
 worktree; "after" is this working tree. Both use the same venv, inputs and models, and each run is
-checked to import `edge` from its own tree. Results of one code are kept when the other is re-run,
-so `--code after` alone compares against the stored "before".
+checked to import `edge` from its own tree. `--before-env NAME=VALUE` adds a third variant,
+"before_env": the before code with that environment (the after CLI sets OPENBLAS_NUM_THREADS=1
+itself, the before one did not, so this splits the redesign from the BLAS setting). By default the
+runs are interleaved (scenario by scenario, repeat by repeat, each variant in turn), so a change in
+the machine's load falls on all variants alike; `--order rounds` interleaves scenarios too. Results of one variant are kept when another is
+re-run, so `--code after` alone compares against the stored "before".
 
 Threads are named for /proc by a sitecustomize on the runtime's PYTHONPATH (prctl PR_SET_NAME with
 the Python thread name, at most 15 characters). A native thread inherits the name of the thread that
@@ -44,8 +48,11 @@ BEFORE_COMMIT = "c40f03b"
 TICK = os.sysconf("SC_CLK_TCK")
 MODALITIES = ("face", "voice", "eeg")
 # scenario -> modalities it runs; "fusion" is added to the config only when the code has a [fusion] section.
+# "all3" is each code's defaults: after the redesign fusion is on whenever two or more modalities are, so there it
+# fuses too; "all3+fusion" turns it on explicitly and "all3-nofusion" off (both only where [fusion] exists).
 SCENARIOS = {"face": ("face",), "voice": ("voice",), "eeg": ("eeg",), "all3": MODALITIES,
-             "all3+fusion": (*MODALITIES, "fusion")}
+             "all3+fusion": (*MODALITIES, "fusion"), "all3-nofusion": (*MODALITIES, "no-fusion")}
+VARIANTS = ("before", "before_env", "after")
 # The issue's measurement on this machine before the redesign (percent of one core).
 ISSUE_BEFORE = {"face": 7.3, "voice": 13.6, "eeg": 4.9, "all3": 25.0}
 GOALS = {"voice": 2.0, "all3+fusion": 12.0}
@@ -240,8 +247,8 @@ def scenario_config(parts: tuple[str, ...], work: Path, device: str, port: int, 
               "lsl": {"name": lsl_name, "source_id": lsl_name}}
     if "voice" in parts:
         config["audio_file"] = {"path": str(speech), "loop": True, "realtime": True}
-    if "fusion" in parts and fusion is not None:
-        config["fusion"] = fusion
+    if fusion is not None and ("fusion" in parts or "no-fusion" in parts):
+        config["fusion"] = {**fusion, "enabled": "fusion" in parts}
     return config
 
 
@@ -305,23 +312,25 @@ def measure(name: str, parts: tuple[str, ...], root: Path, env: dict[str, str], 
     threads.sort(key=lambda t: -t["cpu_s"])
     messages = {k: messages1.get(k, 0) - messages0.get(k, 0) for k in messages1}
     # fusion publishes under <prefix>/<device>/fused/... (issue 17)
-    silent = [m for m in parts if not messages.get("fused" if m == "fusion" else m)]
+    silent = [m for m in parts if m != "no-fusion" and not messages.get("fused" if m == "fusion" else m)]
     return {**result, "status": "ok" if not silent else "suspect",
             "note": f"no MQTT messages from {silent} during the window" if silent else None,
             "wall_s": round(wall, 2), "cpu_s": round(user + system, 2), "user_s": round(user, 2),
             "system_s": round(system, 2), "percent_of_core": round(100 * (user + system) / wall, 2),
             # start-up (imports, model loading, LSL resolve) plus the warm-up: not in percent_of_core
             "cpu_s_before_window": round(sum(start["process"]) / TICK, 2),
-            "threads": threads, "mqtt_messages": messages, "loadavg_1m": [load0["loadavg_1m"], load1["loadavg_1m"]],
+            "fused_published": bool(messages.get("fused")), "threads": threads, "mqtt_messages": messages,
+            "loadavg_1m": [load0["loadavg_1m"], load1["loadavg_1m"]],
             "cpu_steal": steal_share(load0, load1)}
 
 
-def run_code(label: str, root: Path, args, work: Path, port: int, video: Path, speech: Path, model_dir: Path) -> dict:
+def prepare(label: str, root: Path, extra_env: dict[str, str], work: Path) -> dict:
+    """One variant (code + environment): its env, its [fusion] section and the report header."""
     site, lsl_cfg = work / "site", work / "lsl_api.cfg"
     site.mkdir(parents=True, exist_ok=True)
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
     lsl_cfg.write_text(LSL_CONFIG)
-    env = {**code_env(root, site, lsl_cfg), **args.env}
+    env = {**code_env(root, site, lsl_cfg), **extra_env}
     check_import(root, env)
     sections, why = defaults(root, env)
     fusion = None
@@ -329,34 +338,52 @@ def run_code(label: str, root: Path, args, work: Path, port: int, video: Path, s
         fusion = {"enabled": True} if "enabled" in sections["fusion"] else {}
     commit = run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"]).stdout.strip()
     dirty = bool(run(["git", "-C", str(root), "status", "--porcelain", "--", "edge"]).stdout.strip())
-    report = {"root": str(root), "commit": commit, "edge_uncommitted_changes": dirty, "extra_env": args.env,
+    report = {"root": str(root), "commit": commit, "edge_uncommitted_changes": dirty, "extra_env": extra_env,
               "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "fusion_config": fusion, "scenarios": {}}
-    for name in args.scenarios:
-        parts = SCENARIOS[name]
-        if "fusion" in parts and fusion is None:
+              "fusion_config": fusion, "fusion_default_enabled": (sections.get("fusion") or {}).get("enabled"),
+              "scenarios": {}}
+    return {"label": label, "root": root, "env": env, "fusion": fusion, "why": why, "work": work, "report": report,
+            "repeats": {}}
+
+
+def summarise(parts: tuple[str, ...], repeats: list[dict]) -> dict:
+    measured = [r for r in repeats if "percent_of_core" in r]
+    if not measured:
+        return repeats[0]
+    median = statistics.median(r["percent_of_core"] for r in measured)
+    chosen = min(measured, key=lambda r: abs(r["percent_of_core"] - median))
+    loads = [v for r in measured for v in r["loadavg_1m"]]
+    return {**chosen, "percent_of_core": round(median, 2), "repeats": [r["percent_of_core"] for r in measured],
+            "loadavg_1m_range": [min(loads), max(loads)]}
+
+
+def run_all(variants: list[dict], args, port: int, video: Path, speech: Path, model_dir: Path,
+            save) -> None:
+    """Every scenario x repeat x variant, in the order --order names (the innermost loop last)."""
+    if args.order == "interleaved":
+        plan = [(v, name, k) for name in args.scenarios for k in range(args.repeats) for v in variants]
+    elif args.order == "rounds":
+        plan = [(v, name, k) for k in range(args.repeats) for name in args.scenarios for v in variants]
+    else:
+        plan = [(v, name, k) for v in variants for name in args.scenarios for k in range(args.repeats)]
+    for variant, name, k in plan:
+        parts, label, report = SCENARIOS[name], variant["label"], variant["report"]
+        if any(p in ("fusion", "no-fusion") for p in parts) and variant["fusion"] is None:
             report["scenarios"][name] = {"modalities": list(parts), "status": "skipped",
-                                         "note": why or "this code has no [fusion] config section (fusion came "
-                                                       "with the redesign)"}
-            print(f"  {label:6} {name:12} skipped: no [fusion] section", flush=True)
+                                         "note": variant["why"] or "this code has no [fusion] config section "
+                                                                   "(fusion came with the redesign)"}
+            if k == 0:
+                print(f"  {label:10} {name:13} skipped: no [fusion] section", flush=True)
             continue
-        repeats = []
-        for k in range(args.repeats):
-            outcome = measure(name, parts, root, env, work / f"{name}-{k}", port, video, speech, model_dir, fusion,
-                              args.warmup, args.seconds)
-            repeats.append(outcome)
-            shown = (f"{outcome['percent_of_core']:.1f}% of a core" if "percent_of_core" in outcome else "")
-            print(f"  {label:6} {name:12} run {k + 1}/{args.repeats}: {outcome['status']} {shown} "
-                  f"{outcome.get('note') or ''}", flush=True)
-        measured = [r for r in repeats if "percent_of_core" in r]
-        if not measured:
-            report["scenarios"][name] = repeats[0]
-            continue
-        median = statistics.median(r["percent_of_core"] for r in measured)
-        chosen = min(measured, key=lambda r: abs(r["percent_of_core"] - median))
-        report["scenarios"][name] = {**chosen, "percent_of_core": round(median, 2),
-                                     "repeats": [r["percent_of_core"] for r in measured]}
-    return report
+        outcome = measure(name, parts, variant["root"], variant["env"], variant["work"] / f"{name}-{k}", port,
+                          video, speech, model_dir, variant["fusion"], args.warmup, args.seconds)
+        variant["repeats"].setdefault(name, []).append(outcome)
+        shown = f"{outcome['percent_of_core']:.1f}% of a core" if "percent_of_core" in outcome else ""
+        load = f"load {outcome['loadavg_1m'][0]:.1f}" if "loadavg_1m" in outcome else ""
+        print(f"  {label:10} {name:13} run {k + 1}/{args.repeats}: {outcome['status']} {shown} {load} "
+              f"{outcome.get('note') or ''}", flush=True)
+        report["scenarios"][name] = summarise(parts, variant["repeats"][name])
+        save()
 
 
 # ---- output --------------------------------------------------------------------------------------------------------
@@ -377,29 +404,33 @@ def top_threads(entry: dict | None) -> str:
 
 def table(results: dict) -> str:
     runs = results["runs"]
-    lines = [f"{'scenario':13}{'issue (before)':>16}{'before':>10}{'after':>10}   top threads (% of a core)",
-             "-" * 100]
+    shown = [v for v in VARIANTS if v in runs]
+    lines = [f"{'scenario':14}{'issue':>7}" + "".join(f"{v:>12}" for v in shown) + "   top 3 threads (% of a core)",
+             "-" * 110]
     for name in SCENARIOS:
-        before, after = runs.get("before", {}).get("scenarios", {}).get(name), \
-            runs.get("after", {}).get("scenarios", {}).get(name)
+        entries = {v: runs[v].get("scenarios", {}).get(name) for v in shown}
         issue = f"{ISSUE_BEFORE[name]:.1f}%" if name in ISSUE_BEFORE else "-"
-        lines.append(f"{name:13}{issue:>16}{cell(before):>10}{cell(after):>10}   "
-                     + " | ".join(filter(None, (f"before: {top_threads(before)}" if top_threads(before) else "",
-                                                f"after: {top_threads(after)}" if top_threads(after) else ""))))
-    notes = []
+        lines.append(f"{name:14}{issue:>7}" + "".join(f"{cell(entries[v]):>12}" for v in shown) + "   "
+                     + " | ".join(f"{v}: {top_threads(e)}" for v, e in entries.items() if top_threads(e)))
+    notes = [f"before_env = before with {runs['before_env'].get('extra_env')}"] if "before_env" in runs else []
     after = runs.get("after", {}).get("scenarios", {})
-    before = runs.get("before", {}).get("scenarios", {})
     for name, goal in GOALS.items():
         entry = after.get(name)
         if entry and "percent_of_core" in entry:
             verdict = "met" if entry["percent_of_core"] < goal else "NOT met"
             notes.append(f"goal {name} < {goal:g}% of a core (after): {verdict}")
-    for name in MODALITIES:
-        b, a = before.get(name), after.get(name)
-        if b and a and "percent_of_core" in b and "percent_of_core" in a:
-            slower = a["percent_of_core"] > b["percent_of_core"]
-            notes.append(f"{name}: after {'SLOWER than' if slower else 'not slower than'} before "
-                         f"({a['percent_of_core']:.1f}% vs {b['percent_of_core']:.1f}%)")
+    for reference in ("before", "before_env"):
+        before = runs.get(reference, {}).get("scenarios", {})
+        for name in MODALITIES:
+            b, a = before.get(name), after.get(name)
+            if b and a and "percent_of_core" in b and "percent_of_core" in a:
+                slower = a["percent_of_core"] > b["percent_of_core"]
+                # overlapping repeats: the difference is within this machine's run-to-run spread
+                overlap = min(a.get("repeats", [a["percent_of_core"]])) <= max(b.get("repeats",
+                                                                                    [b["percent_of_core"]]))
+                notes.append(f"{name}: after {'SLOWER than' if slower else 'not slower than'} {reference} "
+                             f"({a['percent_of_core']:.1f}% vs {b['percent_of_core']:.1f}%"
+                             f"{', within the repeats spread' if slower and overlap else ''})")
     for code, report in runs.items():
         for name, entry in report.get("scenarios", {}).items():
             if entry.get("note"):
@@ -431,11 +462,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inputs", type=Path, default=RESULTS / "runtime_cpu_inputs")
     parser.add_argument("--out", type=Path, default=RESULTS / "runtime_cpu.json")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                        help="extra environment for the runtime (an experiment; recorded in the JSON)")
+                        help="extra environment for every variant's runtime (an experiment; recorded in the JSON)")
+    parser.add_argument("--before-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="also run the before code with this environment, as variant before_env")
+    parser.add_argument("--order", choices=("interleaved", "rounds", "sequential"), default="interleaved",
+                        help="interleaved: per scenario and repeat, each variant in turn; rounds: per repeat, every "
+                             "scenario and variant in turn (to compare scenarios); sequential: variant by variant")
     args = parser.parse_args(argv)
-    if any("=" not in item for item in args.env):
-        parser.error("--env takes NAME=VALUE")
+    if any("=" not in item for item in args.env + args.before_env):
+        parser.error("--env and --before-env take NAME=VALUE")
     args.env = dict(item.split("=", 1) for item in args.env)
+    args.before_env = dict(item.split("=", 1) for item in args.before_env)
+    if args.before_env and args.code == "after":
+        parser.error("--before-env needs --code before or both")
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [s for s in args.scenarios if s not in SCENARIOS]
     if unknown or args.seconds < 25 or args.repeats < 1:
@@ -444,6 +483,9 @@ def main(argv: list[str] | None = None) -> int:
         codes = {"before": lambda: before_tree(args.worktree, args.before_commit), "after": lambda: ROOT}
         chosen = ("before", "after") if args.code == "both" else (args.code,)
         roots = {code: codes[code]() for code in chosen}
+        plan = [(code, roots[code], args.env) for code in chosen]
+        if args.before_env:
+            plan.insert(1, ("before_env", roots["before"], {**args.env, **args.before_env}))
         video, speech = inputs(args.inputs)
         model_dir = models(args.models)
     except Setup as exc:
@@ -453,20 +495,21 @@ def main(argv: list[str] | None = None) -> int:
     results.setdefault("runs", {})
     results["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
     results["method"] = {"seconds": args.seconds, "warmup_s": args.warmup, "repeats": args.repeats,
+                         "order": args.order,
                          "inputs": {"video": str(video), "speech": str(speech), "eeg": "edge.cli simulate-muse, "
                                     "real time, LSL resolve scope machine"}, "models": str(model_dir)}
     with tempfile.TemporaryDirectory(prefix="runtime-cpu-") as tmp:
         broker = Broker(Path(tmp)).start()
         try:
-            for code, root in roots.items():
-                print(f"{code}: {root}", flush=True)
-                try:
-                    results["runs"][code] = run_code(code, root, args, Path(tmp) / code, broker.port, video, speech,
-                                                     model_dir)
-                except Setup as exc:
-                    print(f"runtime_cpu: {exc}", file=sys.stderr)
-                    return 2
-                write_json(args.out, results)
+            try:
+                variants = [prepare(label, root, env, Path(tmp) / label) for label, root, env in plan]
+            except Setup as exc:
+                print(f"runtime_cpu: {exc}", file=sys.stderr)
+                return 2
+            for variant in variants:
+                print(f"{variant['label']}: {variant['root']} {variant['report']['extra_env'] or ''}", flush=True)
+                results["runs"][variant["label"]] = variant["report"]
+            run_all(variants, args, broker.port, video, speech, model_dir, lambda: write_json(args.out, results))
         finally:
             broker.stop()
     print()
