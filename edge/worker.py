@@ -35,6 +35,7 @@ from .sources.base import ENDED
 log = logging.getLogger(__name__)
 
 MAX_CONSECUTIVE_FAULTS = 50
+RECONNECT_CHECK_S = 0.5  # how often the worker asks its source whether the input restarted
 
 # Source counters that move while a source works: items arriving, or its retry loop going round while it
 # waits for an input (a camera being reopened, an EEG headband not switched on yet).
@@ -88,6 +89,7 @@ class Worker(threading.Thread):
         self.done = False  # the loop ended (input over or failed): no longer watched
         self._counters: tuple = ()
         self._reconnects = 0
+        self._next_reconnect_check = 0.0
         self._repeats = Repeats(log)
         self.paused = False  # by a control (the camera privacy switch, a modality switch): its source is stopped
         self._want_paused = False
@@ -128,11 +130,13 @@ class Worker(threading.Thread):
                         self.last_progress = time.monotonic()
                     continue
                 started = time.perf_counter()
-                reconnects = self.source.stats().get("reconnects", 0)
-                if reconnects != self._reconnects:  # the input restarted: its subjects end, streaming state goes
-                    self._reconnects = reconnects
-                    self.publish(self.analyzer.close())
-                    self.analyzer.reset()
+                if started >= self._next_reconnect_check:  # stats() is not free: a few times a second is enough
+                    self._next_reconnect_check = started + RECONNECT_CHECK_S
+                    reconnects = self.source.stats().get("reconnects", 0)
+                    if reconnects != self._reconnects:  # the input restarted: its subjects end, its state goes
+                        self._reconnects = reconnects
+                        self.publish(self.analyzer.close())
+                        self.analyzer.reset()
                 try:
                     observations = self.analyzer.process(item)
                 except EdgeError:
