@@ -23,7 +23,6 @@ Writes benchmarks/results/room_faces.json and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -40,6 +39,7 @@ from edge.errors import EdgeError  # noqa: E402
 from edge.face.detector import Face, FaceDetector, weighted_nms  # noqa: E402
 from edge.face.tracker import box_iou  # noqa: E402
 from export.facedata import ROOM_FACE_WIDTH, room_scenes  # noqa: E402
+from results_file import write_result  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 PROFILES = ROOT / "firmware_config" / "profiles"
 KIOSK, ROOM = PROFILES / "raspberry-pi-kiosk.toml", PROFILES / "living-room.toml"
@@ -190,10 +190,7 @@ def main() -> int:
     print(f"room profile / kiosk CPU time: {results['room_vs_kiosk_cpu']}x")
     for kind, passed in results["bar"]["passed"].items():
         print(f"{'PASS' if passed else 'FAIL'}  {results['bar']['bar']} ({kind}): measured {room[kind]:.1%}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(args.out)
+    write_result(args.out, results)
     return 0
 
 

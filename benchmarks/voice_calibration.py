@@ -20,8 +20,6 @@ Writes benchmarks/results/voice_calibration.json and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -38,6 +36,7 @@ import soundfile  # noqa: E402
 from edge.backends import open_model  # noqa: E402
 from edge.sources.audio import AudioWindow  # noqa: E402
 from edge.voice.analyzer import VoiceAnalyzer, VoiceConfig  # noqa: E402
+from results_file import write_result  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 # Not in tests/speech.py's VOICES: the tests check the threshold on voices it was not chosen on.
 VOICES = ("en-gb-x-rp", "en-us-nyc+adam", "en-029+linda", "en-gb-scotland+max", "nl", "it+klatt", "sv", "pl+steph")
@@ -98,10 +97,7 @@ def main(argv=None) -> int:
     result = {"model": Path(args.model).name, "max_false": args.max_false, "threshold": threshold,
               "labelled_share_at_threshold": false_share, "windows": int(len(top)), "voices": sorted(voices),
               "settings_wpm_pitch": SETTINGS, "top_probability": quantiles, "argmax_counts": dict(labels)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    write_result(args.out, result)
     return 0
 
 

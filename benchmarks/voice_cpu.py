@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from results_file import write_result  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "cb2d833"  # the last commit before the voice analyzer of issue 17
@@ -175,10 +176,7 @@ def main(argv=None) -> int:
               "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
                           "python": platform.python_version(), "load_avg_at_end": os.getloadavg()},
               "summary": summary, "runs": rows, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    write_result(args.out, result)
     return 0
 
 

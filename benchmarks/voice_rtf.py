@@ -13,7 +13,6 @@ Writes benchmarks/results/voice_rtf.json and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -32,6 +31,7 @@ import soundfile  # noqa: E402
 from edge.backends import open_model  # noqa: E402
 from edge.voice.features import MODEL_RATE, FeatureExtractor  # noqa: E402
 from edge.voice.logmel import LogMelConfig, log_mel  # noqa: E402
+from results_file import write_result  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 TARGET_RTF = 0.05
 WINDOW_S = 2.5
@@ -121,10 +121,7 @@ def main(argv=None) -> int:
               "machine": {"platform": platform.platform(), "processor": platform.machine(),
                           "cpus": os.cpu_count(), "python": platform.python_version()},
               "speech": "espeak-ng: " + ", ".join(f"{v}@{w}wpm" for v, w, _ in SPEECH), "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    write_result(args.out, result)
     return 0
 
 
