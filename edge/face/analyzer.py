@@ -38,11 +38,16 @@ class FaceAnalyzer:
                             f"{models}` first (or point face.models at an exported model directory)")
         threads = config.inference_threads()
         options = {"providers": config.providers, "cache_dir": cache_dir}
-        self.detector = FaceDetector(
-            open_model(models / config.detector, config.backend, threads, **options),
-            score_threshold=config.score_threshold, iou_threshold=config.iou_threshold,
-            min_face_size=config.min_face_size, max_faces=config.max_faces,
-            fit_input=config.detector_input == "fit")
+        try:
+            self.detector = FaceDetector(
+                open_model(models / config.detector, config.backend, threads, **options),
+                score_threshold=config.score_threshold, iou_threshold=config.iou_threshold,
+                min_face_size=config.min_face_size, max_faces=config.max_faces,
+                fit_input=config.detector_input == "fit", input_width=config.detector_width or None)
+        except EdgeError as exc:
+            if not config.detector_width:
+                raise
+            raise EdgeError(f"face.detector_width = {config.detector_width}: {exc}") from None
         self.model = open_model(models / config.emotion, config.backend, threads, **options)
         manifest = self.model.manifest
         if manifest.data["task"] != "face_emotion":

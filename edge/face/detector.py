@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backends.base import Backend, pixel_table
+from ..errors import EdgeError
 
 ANCHOR_OPTIONS = {
     # square input size: strides of the feature maps, anchors per cell for each stride, and the multiple a
@@ -24,7 +25,8 @@ ANCHOR_OPTIONS = {
 
 def ssd_anchors(input_size: int, shape: tuple[int, int] | None = None) -> np.ndarray:
     """Anchor centres (x, y) as fractions of the input's width and height, in the order the model emits its
-    regressions. `shape` (height, width) is the input the model runs at where it is not input_size square."""
+    regressions. `input_size` is the published input (it picks the layout); `shape` (height, width) is the
+    input the model runs at where that is not input_size square."""
     options = ANCHOR_OPTIONS[input_size]
     height, width = shape or (input_size, input_size)
     strides = options["strides"]
@@ -137,15 +139,33 @@ class FaceDetector:
     published square letterbox, where the backend can resize the model: a 4:3 frame then fills a 128x96
     input rather than 96 rows of a 128x128 one, a quarter less work at the same scale. The export checks
     that this finds what the square letterbox finds.
+
+    `input_width` runs a fully convolutional model (short-range BlazeFace) at a wider input than it was
+    published at: the network's sizes are in input pixels, so at 352 px a face of 6% of the frame width is
+    the 21 px face it finds at 128 px only when it fills 16% of the frame. Room cameras need this.
     """
 
     def __init__(self, model: Backend, score_threshold: float = 0.5, iou_threshold: float = 0.3,
-                 min_face_size: int = 24, max_faces: int = 5, fit_input: bool = False):
+                 min_face_size: int = 24, max_faces: int = 5, fit_input: bool = False,
+                 input_width: int | None = None):
         self.model = model
-        self.input_size = int(model.input_shape[1])
-        if self.input_size not in ANCHOR_OPTIONS:
-            raise ValueError(f"no BlazeFace anchor layout for a {self.input_size}px input")
-        self.fit_multiple = ANCHOR_OPTIONS[self.input_size]["fit_multiple"] if fit_input else None
+        self.native_size = int(model.input_shape[1])  # the published input, which the anchor layout is for
+        if self.native_size not in ANCHOR_OPTIONS:
+            raise ValueError(f"no BlazeFace anchor layout for a {self.native_size}px input")
+        multiple = ANCHOR_OPTIONS[self.native_size]["fit_multiple"]
+        self.input_size = input_width or self.native_size
+        if self.input_size != self.native_size:
+            name = model.manifest.artifact_path.name
+            if not multiple:
+                raise EdgeError(f"{name} runs only at its own {self.native_size} px input (fixed reshapes in the "
+                                f"graph); use detector.int8.tflite for a wider detector input, or width 0")
+            if self.input_size % multiple:
+                raise EdgeError(f"a detector input width of {self.input_size} px is not a multiple of {multiple}, "
+                                f"the largest stride of {name}; use e.g. {self.input_size // multiple * multiple}")
+            if not model.prepare((1, self.input_size, self.input_size, 3)):
+                raise EdgeError(f"the {model.key} backend cannot resize {name} to {self.input_size} px; use the "
+                                "TFLite artifact (LiteRT resizes it) or the model's own input width (0)")
+        self.fit_multiple = multiple if fit_input else None
         self.iou_threshold = iou_threshold
         self.min_face_size = min_face_size
         self.max_faces = max_faces
@@ -185,7 +205,7 @@ class FaceDetector:
         if rows >= size or not self.model.prepare((1, *fitted, 3)):
             return size, size
         outputs = self.model.run(np.full((1, *fitted, 3), self._padding, self._dtype))
-        if max(output.shape[1] for output in outputs) != len(ssd_anchors(size, fitted)):
+        if max(output.shape[1] for output in outputs) != len(ssd_anchors(self.native_size, fitted)):
             return size, size  # the model did not keep its anchor grid at this size: run it square
         return fitted
 
@@ -208,7 +228,7 @@ class FaceDetector:
         factor = side // size
         box = factor if (factor >= 3 and factor % 2 and side == factor * size and width == new_w * factor
                          and height == new_h * factor) else 0
-        anchors = ssd_anchors(size, (in_h, in_w))
+        anchors = ssd_anchors(self.native_size, (in_h, in_w))
         offsets = np.zeros((len(anchors), 16), np.float32)
         offsets[:, 0:2] = anchors
         offsets[:, 4:16] = np.tile(anchors, 6)
