@@ -49,8 +49,12 @@ def float_reference(face_models):
 def test_every_artifact_and_report_exist(face_models):
     report = json.loads((face_models / "parity.json").read_text())
     fitted = [f"{name} fitted" for name in DETECTOR_ARTIFACTS if name.endswith(".tflite")]
-    assert [row["artifact"] for row in report["artifacts"]] == (DETECTOR_ARTIFACTS + fitted + FULL_DETECTOR_ARTIFACTS
-                                                                + EMOTION_ARTIFACTS)
+    wide = ["detector.int8.tflite at 352 px"]  # the living-room profile's face.detector_width
+    assert [row["artifact"] for row in report["artifacts"]] == (DETECTOR_ARTIFACTS + fitted + wide
+                                                                + FULL_DETECTOR_ARTIFACTS + EMOTION_ARTIFACTS)
+    row = next(row for row in report["artifacts"] if row["artifact"] == wide[0])
+    assert row["latency_input_shape"] == [1, 288, 352, 3]  # a 640x480 room scene, fitted
+    assert row["recall_vs_reference"] >= 0.98 and row["precision_vs_reference"] >= 0.95, row
     for row in report["artifacts"]:
         if row["artifact"] in fitted:  # the runtime's default detector input, checked per frame shape
             assert row["by_shape"]["640x480"]["model_input"] == [96, 128]
@@ -120,7 +124,7 @@ def test_int8_detector_finds_the_published_detectors_faces(face_models):
     assert figures["iou_median"] >= 0.85, figures
     bars = json.loads((face_models / "parity.json").read_text())["bars"]
     detector_bars = [bar for bar in bars if "detector" in bar["bar"]]
-    assert len(detector_bars) == 8 and all(bar["passed"] for bar in detector_bars), detector_bars
+    assert len(detector_bars) == 10 and all(bar["passed"] for bar in detector_bars), detector_bars
     full = load_manifest(face_models / "detector_full.int8.tflite").data
     assert full["model_id"] == "blazeface-full-mediapipe" and full["inputs"][0]["shape"][1:3] == [192, 192]
     assert full["parity"]["recall_vs_reference"] >= 0.98 and full["parity"]["precision_vs_reference"] >= 0.95
